@@ -1,0 +1,48 @@
+# Spillway — the commands. `make demo` and `make test` are the two that matter.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv up down status demo test test-fast seed key migrate bench clean
+
+venv: $(STAMP)
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+up: venv            ## PostgreSQL, Redis, S3, schema, seed data, API and workers, in the background
+	$(PY) -m deploy.stack up
+
+down: venv          ## stop exactly what `make up` started
+	$(PY) -m deploy.stack down
+
+status: venv
+	$(PY) -m deploy.stack status
+
+demo: up            ## the main job: a 1,000,000-row export through the real stack
+	$(PY) -m client.demo
+
+test: venv          ## everything the tests need is brought up first; all tests run
+	$(PY) -m deploy.stack up --deps-only
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv     ## unit tests only (no services)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+seed: venv          ## reseed: make seed ROWS=1000000 SEED=42
+	$(PY) -m seeds.seed --rows $(or $(ROWS),1000000) --seed $(or $(SEED),42)
+
+key: venv           ## a new API key: make key OWNER=alice (the key is the last line)
+	@test -n "$(OWNER)" || (echo "usage: make key OWNER=<name>" >&2; exit 2)
+	@$(VENV)/bin/flask --app api.wsgi keys create "$(OWNER)"
+
+migrate: venv
+	$(PY) -m shared.migrate
+
+bench: up
+	$(PY) -m bench.run
+
+clean: down
+	rm -rf .data

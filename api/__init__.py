@@ -1,0 +1,48 @@
+"""The HTTP API: a Flask app factory; routes stay thin and never import ``worker``."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from shared.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API application.
+
+    Args:
+        settings: configuration; read from the environment when omitted.
+    """
+    app = Flask(__name__)
+    app.config["SPILLWAY"] = settings or load_settings()
+    app.json.sort_keys = False
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from api.extensions import init_app
+
+    init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from api import exports, health
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(exports.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from api import errors
+
+    errors.init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    from api import commands
+
+    commands.init_app(app)

@@ -1,0 +1,41 @@
+"""JSON errors: every 4xx/5xx answer is ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    """An error answered to the client with a status code and a message naming the problem."""
+
+    def __init__(self, status: int, code: str, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def _error_body(code: str, message: str, **details: object) -> dict[str, object]:
+    return {"error": {"code": code, "message": message, **details}}
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError):
+        response = jsonify(_error_body(exc.code, exc.message, **exc.details))
+        response.status_code = exc.status
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="spillway"'
+        return response
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        response = jsonify(_error_body(code, exc.description or exc.name))
+        response.status_code = exc.code or 500
+        for header in ("Allow", "Retry-After", "Location"):
+            if exc.get_response().headers.get(header):
+                response.headers[header] = exc.get_response().headers[header]
+        return response

@@ -1,0 +1,241 @@
+"""Local dependencies: PostgreSQL, Redis and an S3 endpoint on loopback, without Docker.
+
+Invariant: a service that is already listening on its configured port is used as it is and
+never stopped by us; a service we start keeps its data under ``.data/`` and its PID under
+``.data/run/``, so ``make down`` stops exactly what ``make up`` started.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+
+from shared.settings import Settings
+from shared.storage import s3_client
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / ".data"
+LOGS = DATA / "logs"
+RUN = DATA / "run"
+PG_DIR = DATA / "pg"
+
+
+class StackError(RuntimeError):
+    """A dependency could not be installed or started; the message says what to do."""
+
+
+def say(message: str) -> None:
+    """Print one progress line of the stack scripts."""
+    print(f"[stack] {message}", flush=True)
+
+
+def is_listening(host: str, port: int) -> bool:
+    """Return whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll ``predicate`` until it is true, or raise StackError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def apt_install(*packages: str) -> None:
+    """Install Debian packages (root only); ``apt-get update`` once if the first try fails."""
+    if os.geteuid() != 0:
+        raise StackError(f"{' '.join(packages)} is missing; install it (e.g. apt-get install {' '.join(packages)})")
+    say(f"installing {' '.join(packages)} with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
+
+
+def read_pid(name: str) -> int | None:
+    """Return the live PID recorded for ``name``, or None."""
+    path = RUN / f"{name}.pid"
+    try:
+        pid = int(path.read_text().split()[0])
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+def _pg_bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _as_pg_owner(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the ``postgres`` user then."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _pg_url_parts(url: str) -> tuple[str, int, str, str, str]:
+    u = urlsplit(url)
+    return (u.hostname or "127.0.0.1", u.port or 5432, u.username or "spillway",
+            u.password or "", (u.path or "/spillway").lstrip("/"))
+
+
+def ensure_postgres(settings: Settings) -> None:
+    """Use the PostgreSQL on the configured port, or create and start a private cluster."""
+    host, port, user, password, _ = _pg_url_parts(settings.state_database_url)
+    if is_listening(host, port):
+        if not (PG_DIR / "data" / "postmaster.pid").exists():
+            say(f"postgres: using the server already listening on {host}:{port}")
+            _check_pg_login(settings)
+            return
+        say(f"postgres: already running on {host}:{port} (.data/pg)")
+    else:
+        bindir = _pg_bindir()
+        if bindir is None:
+            apt_install("postgresql")
+            bindir = _pg_bindir()
+        if bindir is None:
+            raise StackError("PostgreSQL server binaries not found after installing postgresql")
+        _start_private_cluster(bindir, port)
+    _bootstrap_roles(settings, port)
+
+
+def _check_pg_login(settings: Settings) -> None:
+    for url in {settings.state_database_url, settings.source_database_url}:
+        try:
+            psycopg.connect(url, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            raise StackError(f"a PostgreSQL server is listening but refuses {url!r}: {exc}. "
+                             "Create that role and database, or point SPILLWAY_*_DATABASE_URL elsewhere.") from None
+
+
+def _start_private_cluster(bindir: Path, port: int) -> None:
+    data = PG_DIR / "data"
+    sock = PG_DIR / "run"
+    for d in (PG_DIR, sock):
+        d.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(PG_DIR, "postgres")
+        shutil.chown(sock, "postgres")
+        # The server process must be able to write its log file.
+        LOGS.mkdir(parents=True, exist_ok=True)
+        (LOGS / "postgres.log").touch()
+        shutil.chown(LOGS / "postgres.log", "postgres")
+    if not (data / "PG_VERSION").exists():
+        say(f"postgres: initdb {data}")
+        subprocess.run(_as_pg_owner([str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                                     "--auth-local=trust", "--auth-host=scram-sha-256",
+                                     "-E", "UTF8", "--locale=C.UTF-8"]),
+                       check=True, stdout=subprocess.DEVNULL)
+    options = (f"-p {port} -c listen_addresses=127.0.0.1 -k {sock} -c max_connections=200 "
+               "-c shared_buffers=256MB -c wal_level=minimal -c max_wal_senders=0")
+    say(f"postgres: starting a private cluster on 127.0.0.1:{port}")
+    subprocess.run(_as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(LOGS / "postgres.log"),
+                                 "-o", options, "-w", "-t", "60", "start"]),
+                   check=True, stdout=subprocess.DEVNULL)
+    RUN.mkdir(parents=True, exist_ok=True)
+    (RUN / "postgres.pid").write_text((data / "postmaster.pid").read_text().split()[0] + "\n")
+
+
+def _bootstrap_roles(settings: Settings, port: int) -> None:
+    """Create the roles and databases of the configured URLs (idempotent), as the superuser."""
+    conninfo = f"host={PG_DIR / 'run'} port={port} user=postgres dbname=postgres"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for url in (settings.state_database_url, settings.source_database_url):
+            _, _, user, password, dbname = _pg_url_parts(url)
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+                sql.Identifier(user), sql.Literal(password)))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(user)))
+                say(f"postgres: created database {dbname}")
+
+
+def stop_postgres() -> None:
+    """Stop the private cluster if we started it."""
+    data = PG_DIR / "data"
+    if not (data / "postmaster.pid").exists():
+        return
+    bindir = _pg_bindir()
+    say("postgres: stopping")
+    subprocess.run(_as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+                   stdout=subprocess.DEVNULL, check=False)
+    (RUN / "postgres.pid").unlink(missing_ok=True)
+
+
+# --- Redis ----------------------------------------------------------------------------------
+
+def ensure_redis(settings: Settings) -> None:
+    """Use the Redis on the configured port, or start a private one (installing it if missing)."""
+    u = urlsplit(settings.redis_url)
+    host, port = u.hostname or "127.0.0.1", u.port or 6379
+    if is_listening(host, port):
+        say(f"redis: {'already running' if read_pid('redis') else 'using the server'} on {host}:{port}")
+        return
+    if not shutil.which("redis-server"):
+        apt_install("redis-server")
+    (DATA / "redis").mkdir(parents=True, exist_ok=True)
+    for d in (LOGS, RUN):
+        d.mkdir(parents=True, exist_ok=True)
+    say(f"redis: starting on {host}:{port}")
+    subprocess.run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
+                    "--dir", str(DATA / "redis"), "--logfile", str(LOGS / "redis.log"),
+                    "--pidfile", str(RUN / "redis.pid"), "--save", "", "--appendonly", "no"], check=True)
+    wait_until(lambda: is_listening(host, port), 20, "redis to listen")
+
+
+# --- S3 (moto server) -----------------------------------------------------------------------
+
+def ensure_s3(settings: Settings) -> None:
+    """Use the S3 endpoint on the configured port, or start moto in server mode; create the bucket."""
+    u = urlsplit(settings.s3_endpoint_url)
+    host, port = u.hostname or "127.0.0.1", u.port or 80
+    if is_listening(host, port):
+        say(f"s3: {'already running' if read_pid('s3') else 'using the endpoint'} at {settings.s3_endpoint_url}")
+    else:
+        moto = Path(sys.executable).parent / "moto_server"
+        for d in (LOGS, RUN):
+            d.mkdir(parents=True, exist_ok=True)
+        say(f"s3: starting moto server on {host}:{port}")
+        with open(LOGS / "s3.log", "ab") as log:
+            proc = subprocess.Popen([str(moto), "-H", host, "-p", str(port)], stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        (RUN / "s3.pid").write_text(f"{proc.pid}\n")
+        wait_until(lambda: is_listening(host, port), 30, "the S3 endpoint to listen")
+    ensure_bucket(settings)
+
+
+def ensure_bucket(settings: Settings, bucket: str | None = None) -> None:
+    """Create the bucket if it does not exist."""
+    client = s3_client(settings)
+    name = bucket or settings.s3_bucket
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if name not in existing:
+        extra = {} if settings.s3_region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": settings.s3_region}}
+        client.create_bucket(Bucket=name, **extra)
+        say(f"s3: created bucket {name}")
+

@@ -1,0 +1,181 @@
+"""The local stack without Docker: ``python -m deploy.stack up|down|status``.
+
+``up`` brings up PostgreSQL, Redis and the S3 endpoint (see :mod:`deploy.services`), applies
+the migrations, seeds the demo data if the table is empty, and starts the Procfile's
+processes (the API and ``SPILLWAY_WORKERS`` workers) in the background, with logs under
+``.data/logs/`` and PIDs under ``.data/run/``. It is idempotent. ``down`` stops, by PID,
+exactly what ``up`` started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from deploy.services import (LOGS, ROOT, RUN, StackError, ensure_postgres, ensure_redis, ensure_s3, read_pid,
+                             say, stop_postgres, wait_until)
+from shared.settings import Settings, load_settings
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def procfile() -> dict[str, str]:
+    """Return the Procfile's process types and commands."""
+    entries: dict[str, str] = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def process_names(settings: Settings) -> list[tuple[str, str]]:
+    """(instance name, process type) for every process ``up`` runs, in start order."""
+    names = [("web", "web")]
+    names += [(f"worker-{n}", "worker") for n in range(1, settings.workers + 1)]
+    names += [(kind, kind) for kind in procfile() if kind not in ("web", "worker")]
+    return names
+
+
+def start_process(name: str, command: str) -> None:
+    """Start one Procfile command in its own session, unless its recorded PID is alive."""
+    pid = read_pid(name)
+    if pid:
+        say(f"{name}: already running (pid {pid})")
+        return
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1")
+    with open(LOGS / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    (RUN / f"{name}.pid").write_text(f"{proc.pid}\n")
+    say(f"{name}: started (pid {proc.pid}, log .data/logs/{name}.log)")
+
+
+def stop_process(name: str, grace: float = 15.0) -> None:
+    """SIGTERM the process group recorded for ``name``; SIGKILL it after ``grace`` seconds."""
+    pid = read_pid(name)
+    pidfile = RUN / f"{name}.pid"
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return
+    say(f"{name}: stopping (pid {pid})")
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        wait_until(lambda: read_pid(name) is None or _is_zombie(pid), grace, f"{name} to stop")
+    except StackError:
+        say(f"{name}: still running after {grace:.0f}s, killing")
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    pidfile.unlink(missing_ok=True)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def migrate_and_seed(settings: Settings, seed: bool) -> None:
+    """Apply state migrations; create the demo tables and seed them if empty."""
+    from shared.migrate import migrate_url
+
+    applied = migrate_url(settings.state_database_url)
+    say(f"migrations: {', '.join(applied) if applied else 'up to date'}")
+    if seed:
+        subprocess.run([sys.executable, "-m", "seeds.seed", "--if-empty"], cwd=ROOT, check=True)
+
+
+def wait_for_api(settings: Settings) -> None:
+    """Wait until the API answers /health (any status: it reports, it does not gate)."""
+    url = f"http://127.0.0.1:{settings.api_port}/health"
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    wait_until(answers, 30, f"the API at {url}", interval=0.2)
+    say(f"api: answering at http://127.0.0.1:{settings.api_port}")
+
+
+def up(settings: Settings, deps_only: bool) -> None:
+    """Bring the stack up (idempotent)."""
+    for d in (LOGS, RUN):
+        d.mkdir(parents=True, exist_ok=True)
+    ensure_postgres(settings)
+    ensure_redis(settings)
+    ensure_s3(settings)
+    migrate_and_seed(settings, seed=not deps_only)
+    if deps_only:
+        return
+    commands = procfile()
+    for name, kind in process_names(settings):
+        start_process(name, commands[kind])
+    wait_for_api(settings)
+
+
+def down(settings: Settings) -> None:
+    """Stop what ``up`` started, newest first."""
+    names = [name for name, _ in process_names(settings)]
+    names += sorted(p.stem for p in RUN.glob("worker-*.pid") if p.stem not in names)
+    for name in reversed(names):
+        stop_process(name)
+    stop_process("s3", grace=5)
+    stop_process("redis", grace=10)
+    stop_postgres()
+    say("stopped")
+
+
+def status(settings: Settings) -> int:
+    """Print what runs; exit status 0 when every process of ours is alive."""
+    names = ["postgres", "redis", "s3"] + [name for name, _ in process_names(settings)]
+    missing = 0
+    for name in names:
+        pid = read_pid(name)
+        say(f"{name}: {'running (pid %d)' % pid if pid else 'not running'}")
+        missing += pid is None
+    return 1 if missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--deps-only", action="store_true",
+                        help="only PostgreSQL, Redis, S3 and the migrations (what the tests need)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    started = time.monotonic()
+    try:
+        if args.command == "up":
+            up(settings, args.deps_only)
+            say(f"up in {time.monotonic() - started:.1f}s")
+        elif args.command == "down":
+            down(settings)
+        else:
+            return status(settings)
+    except (StackError, subprocess.CalledProcessError) as exc:
+        say(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Spillway's shared package: settings, database, storage, datasets and queue helpers."""

@@ -1,0 +1,128 @@
+"""Settings: the only module that reads the environment.
+
+Every variable is prefixed ``SPILLWAY_`` and has a default that points at the local stack
+(``make up``), so a fresh checkout needs no configuration. Everything else in the project
+receives a :class:`Settings` instance instead of reading ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+PREFIX = "SPILLWAY_"
+
+# Defaults, each with its reason.
+DEFAULT_PG_PORT = 5432  # PostgreSQL's standard port.
+DEFAULT_REDIS_PORT = 6379  # Redis's standard port.
+DEFAULT_S3_PORT = 9000  # MinIO's standard port; the local moto server uses it too.
+DEFAULT_API_PORT = 8000  # gunicorn's conventional port.
+DEFAULT_INLINE_MAX_ROWS = 10_000  # Small enough to answer inside one HTTP request.
+DEFAULT_PART_MIN_BYTES = 8 * 1024 * 1024  # Lower bound of a non-last part: well above S3's 5 MiB.
+DEFAULT_STATEMENT_TIMEOUT_MS = 120_000  # No export query may run longer than this.
+DEFAULT_DOWNLOAD_URL_TTL_S = 900  # Presigned URLs live 15 minutes.
+DEFAULT_EXPORT_TTL_S = 24 * 3600  # Completed objects are kept a day.
+DEFAULT_CHUNK_JOB_TIMEOUT_S = 600  # RQ hard limit for one chunk; a chunk takes seconds.
+DEFAULT_CONTROL_JOB_TIMEOUT_S = 300  # Planning and finalizing are short.
+DEFAULT_MAX_CONCURRENT_READS = 4  # Global cap on chunk queries against the source database.
+DEFAULT_MAX_RUNNING_PER_OWNER = 2  # Per-owner cap on running exports.
+DEFAULT_MAX_CHUNKS_IN_FLIGHT = 4  # Per-export cap on chunk jobs queued or running.
+DEFAULT_LEASE_S = 30  # A chunk whose worker stops renewing is re-run after this.
+S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
+
+
+class SettingsError(ValueError):
+    """Raised when an environment variable is present but unusable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of API, workers and tools; see the README for each variable."""
+
+    source_database_url: str = f"postgresql://spillway:spillway@127.0.0.1:{DEFAULT_PG_PORT}/spillway"
+    state_database_url: str = f"postgresql://spillway:spillway@127.0.0.1:{DEFAULT_PG_PORT}/spillway"
+    redis_url: str = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
+    s3_endpoint_url: str = f"http://127.0.0.1:{DEFAULT_S3_PORT}"
+    s3_public_endpoint_url: str = f"http://127.0.0.1:{DEFAULT_S3_PORT}"
+    s3_bucket: str = "spillway-exports"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = "spillway"
+    s3_secret_access_key: str = field(default="spillway-secret", repr=False)
+    s3_prefix: str = "exports/"
+    queue_prefix: str = "spillway"
+    inline_max_rows: int = DEFAULT_INLINE_MAX_ROWS
+    part_min_bytes: int = DEFAULT_PART_MIN_BYTES
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
+    download_url_ttl_s: int = DEFAULT_DOWNLOAD_URL_TTL_S
+    export_ttl_s: int = DEFAULT_EXPORT_TTL_S
+    chunk_job_timeout_s: int = DEFAULT_CHUNK_JOB_TIMEOUT_S
+    control_job_timeout_s: int = DEFAULT_CONTROL_JOB_TIMEOUT_S
+    max_concurrent_reads: int = DEFAULT_MAX_CONCURRENT_READS
+    max_running_per_owner: int = DEFAULT_MAX_RUNNING_PER_OWNER
+    max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT
+    lease_s: int = DEFAULT_LEASE_S
+    health_timeout_s: float = 2.0
+    api_host: str = "127.0.0.1"
+    api_port: int = DEFAULT_API_PORT
+    workers: int = 2
+    dashboard_user: str = "admin"
+    dashboard_password: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.part_min_bytes < S3_MIN_PART_BYTES:
+            raise SettingsError(
+                f"{PREFIX}PART_MIN_BYTES must be at least {S3_MIN_PART_BYTES} (S3's minimum part size)"
+            )
+        for name in ("inline_max_rows", "statement_timeout_ms", "max_concurrent_reads",
+                     "max_running_per_owner", "max_chunks_in_flight", "lease_s", "workers"):
+            if getattr(self, name) < 0 or (name != "inline_max_rows" and getattr(self, name) == 0):
+                raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}")
+
+    @property
+    def queue_control(self) -> str:
+        """Queue of short jobs (plan, finalize), served before chunks so exports start quickly."""
+        return f"{self.queue_prefix}-control"
+
+    @property
+    def queue_chunks(self) -> str:
+        """Queue of chunk jobs (one COPY and one part upload each)."""
+        return f"{self.queue_prefix}-chunks"
+
+    def replace(self, **changes: object) -> Settings:
+        """Return a copy with some fields changed (tests and tools use this)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(name: str, raw: str, kind: type) -> object:
+    if kind is int:
+        try:
+            return int(raw.replace("_", ""))
+        except ValueError:
+            raise SettingsError(f"{PREFIX}{name.upper()} must be an integer, got {raw!r}") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{PREFIX}{name.upper()} must be a number, got {raw!r}") from None
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``SPILLWAY_*`` variables, defaults for the rest.
+
+    Args:
+        environ: the mapping to read; ``os.environ`` when omitted.
+
+    Raises:
+        SettingsError: a variable is set to a value of the wrong type or out of range.
+    """
+    env = os.environ if environ is None else environ
+    kinds = {"int": int, "float": float, "str": str}
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Settings):
+        raw = env.get(PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.name, raw, kinds[str(f.type)])
+    return Settings(**values)

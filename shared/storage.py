@@ -1,0 +1,80 @@
+"""S3 access: clients for the internal and the public endpoint, and presigned downloads.
+
+Invariant: the code only ever sees an endpoint URL, a bucket and credentials from settings,
+so moto, MinIO and AWS are interchangeable by configuration. Presigned URLs are signed
+against the *public* endpoint (the address a client can reach), for GET only.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import boto3
+from botocore.client import BaseClient
+from botocore.config import Config
+
+from shared.settings import Settings
+
+# Checksums only when the operation requires them: S3-compatible servers (MinIO, moto)
+# differ in their support of the newer default CRC checksums. Integrity of parts is
+# checked with Content-MD5 instead, which every implementation verifies.
+_CLIENT_CONFIG = dict(
+    signature_version="s3v4",
+    s3={"addressing_style": "path"},
+    request_checksum_calculation="when_required",
+    response_checksum_validation="when_required",
+    retries={"mode": "standard", "max_attempts": 5},
+    max_pool_connections=16,
+)
+
+
+def _make_client(endpoint: str, settings: Settings, **config: object) -> BaseClient:
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=settings.s3_secret_access_key,
+        config=Config(**{**_CLIENT_CONFIG, **config}),
+    )
+
+
+@lru_cache(maxsize=8)
+def s3_client(settings: Settings) -> BaseClient:
+    """Return a (cached) client for the internal S3 endpoint."""
+    return _make_client(settings.s3_endpoint_url, settings, connect_timeout=5, read_timeout=60)
+
+
+@lru_cache(maxsize=8)
+def probe_s3_client(settings: Settings) -> BaseClient:
+    """Return a client with short timeouts and no retries, for health checks."""
+    t = settings.health_timeout_s
+    return _make_client(settings.s3_endpoint_url, settings, connect_timeout=t, read_timeout=t,
+                        retries={"mode": "standard", "max_attempts": 1})
+
+
+@lru_cache(maxsize=8)
+def public_s3_client(settings: Settings) -> BaseClient:
+    """Return a (cached) client used only to presign URLs for the public endpoint."""
+    return _make_client(settings.s3_public_endpoint_url, settings)
+
+
+def presign_download(settings: Settings, key: str, filename: str) -> str:
+    """Return a short-lived presigned GET URL that downloads ``key`` as ``filename``.
+
+    Args:
+        settings: where the bucket is and how long the URL lives (``download_url_ttl_s``).
+        key: the object key.
+        filename: the name the browser saves the file as (ASCII-safe; quotes removed).
+    """
+    safe = "".join(c for c in filename if c.isascii() and c.isprintable() and c not in '"\\') or "export.csv"
+    return public_s3_client(settings).generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": settings.s3_bucket,
+            "Key": key,
+            "ResponseContentDisposition": f'attachment; filename="{safe}"',
+            "ResponseContentType": "text/csv; charset=utf-8",
+        },
+        ExpiresIn=settings.download_url_ttl_s,
+    )

@@ -1,0 +1,1 @@
+"""RQ job functions and the code only workers run (reading chunks, uploading parts)."""

@@ -1,0 +1,50 @@
+"""Worker entry point: ``python -m worker`` runs one RQ worker with Spillway's settings.
+
+It listens to the control queue first (plan, finalize: short jobs that start or finish an
+export) and then to the chunk queue, so a new export starts while chunks of others run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+
+from redis import Redis
+from rq import Queue, Worker
+
+from shared.settings import load_settings
+
+
+def preload(settings) -> None:
+    """Import the job code and build the S3 client once, before work horses fork.
+
+    Each job runs in a forked horse; importing boto3 and psycopg there would cost about a
+    second per chunk. The client holds no connection yet, so no socket is shared.
+    """
+    import worker.tasks  # noqa: F401  (the import is the point)
+    from shared.storage import s3_client
+
+    s3_client(settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a worker until SIGTERM (warm shutdown) or, with ``--burst``, until the queues are empty."""
+    parser = argparse.ArgumentParser(description="Run a Spillway RQ worker.")
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--name", help="worker name (default: host.pid)")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    preload(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    connection = Redis.from_url(settings.redis_url)
+    queues = [Queue(name, connection=connection) for name in (settings.queue_control, settings.queue_chunks)]
+    worker = Worker(queues, connection=connection, name=args.name or f"{socket.gethostname()}.{os.getpid()}",
+                    job_monitoring_interval=5)
+    worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+
+
+if __name__ == "__main__":
+    main()
