@@ -1,0 +1,137 @@
+"""The exports blueprint: create (inline or async), read, list, download."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+
+from flask import Blueprint, jsonify, redirect, request, url_for
+
+from api.auth import current_principal, login_required
+from api.errors import ApiError
+from api.extensions import resources, settings
+from api.inline import inline_response
+from api.views import export_json
+from shared import exports_repo as repo
+from shared.datasets import REGISTRY
+from shared.db import connect_source
+from shared.query import count_capped
+from shared.queue import enqueue_plan
+from shared.spec import SpecError, parse_spec
+
+bp = Blueprint("exports", __name__)
+
+MAX_PAGE = 100
+
+
+def _json_body() -> object:
+    raw = request.get_data(cache=False)
+    if not raw:
+        raise ApiError(400, "invalid_request", "the request body is empty; send a JSON object")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {exc}") from None
+
+
+@bp.get("/datasets")
+@login_required
+def list_datasets():
+    """The exportable datasets, with their columns, types and filters."""
+    return jsonify({"datasets": [d.describe() for d in REGISTRY.values()]})
+
+
+@bp.post("/exports")
+@login_required
+def create_export():
+    """Validate, count, and answer inline (200 text/csv) or async (202 + Location)."""
+    try:
+        spec = parse_spec(_json_body())
+    except SpecError as exc:
+        raise ApiError(400, "invalid_request", exc.message, field=exc.field) from None
+    s = settings()
+    if spec.delivery != "async":
+        query, params = count_capped(spec.source, spec, s.inline_max_rows + 1)
+        with connect_source(s, "spillway:api:count") as conn:
+            matching = conn.execute(query, params).fetchone()[0]
+        if matching <= s.inline_max_rows:
+            return inline_response(s, spec)
+        if spec.delivery == "inline":
+            raise ApiError(400, "too_many_rows_for_inline",
+                           f"more than {s.inline_max_rows} rows match; use delivery 'async' or 'auto'",
+                           field="delivery")
+    owner = current_principal().owner
+    with resources().state_pool.connection() as conn:
+        export = repo.create_export(conn, owner, spec)
+    try:
+        enqueue_plan(resources().redis, s, export["id"], owner)
+    except Exception as exc:  # Redis down: the export cannot start; say so rather than leave it hanging
+        with resources().state_pool.connection() as conn:
+            repo.fail_export(conn, export["id"], f"could not enqueue: {type(exc).__name__}")
+        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again later") from None
+    response = jsonify(export_json(export, s))
+    response.status_code = 202
+    response.headers["Location"] = url_for("exports.get_export", export_id=export["id"])
+    return response
+
+
+def _owned_export(export_id: str) -> dict:
+    with resources().state_pool.connection() as conn:
+        export = repo.get_export(conn, export_id, current_principal().owner)
+    if export is None:
+        raise ApiError(404, "not_found", f"no export {export_id}")
+    return export
+
+
+@bp.get("/exports/<export_id>")
+@login_required
+def get_export(export_id: str):
+    """Status, progress and, when completed, a freshly signed download URL."""
+    return jsonify(export_json(_owned_export(export_id), settings(), with_download=True))
+
+
+@bp.get("/exports/<export_id>/download")
+@login_required
+def download(export_id: str):
+    """302 to a presigned URL when completed; 410 when expired; 409 otherwise."""
+    export = _owned_export(export_id)
+    if export["status"] == "expired":
+        raise ApiError(410, "expired", f"export {export_id} has expired and its file was deleted")
+    if export["status"] != "completed":
+        raise ApiError(409, "not_ready", f"export {export_id} is {export['status']}, not completed",
+                       status=export["status"])
+    body = export_json(export, settings(), with_download=True)
+    return redirect(body["download"]["url"], code=302)
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        stamp, _, export_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(stamp), uuid.UUID(export_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "invalid_request", "cursor is not one this API returned", field="cursor") from None
+
+
+@bp.get("/exports")
+@login_required
+def list_exports():
+    """The caller's exports, newest first; ``?limit=`` (1-100) and ``?cursor=`` for the next page."""
+    try:
+        limit = int(request.args.get("limit", 20))
+    except ValueError:
+        raise ApiError(400, "invalid_request", "limit must be an integer", field="limit") from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(400, "invalid_request", f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    before = _decode_cursor(request.args["cursor"]) if request.args.get("cursor") else None
+    with resources().state_pool.connection() as conn:
+        rows = repo.list_exports(conn, current_principal().owner, limit + 1, before)
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = None
+    if more:
+        last = page[-1]
+        next_cursor = base64.urlsafe_b64encode(f"{last['created_at'].isoformat()}|{last['id']}".encode()).decode()
+    return jsonify({"exports": [export_json(r, settings()) for r in page], "next_cursor": next_cursor})
+

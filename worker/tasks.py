@@ -1,0 +1,64 @@
+"""RQ job functions: thin wrappers that take ids, delegate, and decide what a failure means.
+
+Invariant: a permanent failure, or a transient one on the last retry, fails the export and
+aborts its multipart upload; any other failure is re-raised for RQ to retry with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from rq import get_current_job
+
+from shared import exports_repo as repo
+from shared.db import connect_state
+from worker import runtime
+from worker.chunks import export_chunk as run_chunk
+from worker.failures import describe, is_permanent
+from worker.finalizer import finalize
+from worker.planner import plan
+from worker.uploads import abort_upload
+
+log = logging.getLogger(__name__)
+
+
+def fail_export(export_id: uuid.UUID, error: str) -> None:
+    """Mark the export failed and abort its upload (no-op if it already ended)."""
+    settings = runtime.settings()
+    with connect_state(settings, f"spillway:export:{export_id}:fail") as state:
+        row = repo.fail_export(state, export_id, error)
+    if row is not None:
+        abort_upload(settings, row["object_key"], row["upload_id"])
+        log.error("export %s failed: %s", export_id, error)
+
+
+def _guarded(export_id: str, step: str, work: Callable[[uuid.UUID], str]) -> str:
+    export_uuid = uuid.UUID(export_id)
+    try:
+        return work(export_uuid)
+    except Exception as exc:
+        job = get_current_job()
+        permanent = is_permanent(exc)
+        if permanent or job is None or not job.retries_left:
+            fail_export(export_uuid, f"{step}: {describe(exc)}")
+            if job is not None:
+                job.retries_left = 0  # nothing left to retry: the export has failed
+        raise
+
+
+def plan_export(export_id: str) -> str:
+    """Plan an export and enqueue its chunks."""
+    return _guarded(export_id, "plan", lambda e: plan(runtime.settings(), runtime.redis(), e))
+
+
+def export_chunk(export_id: str, part_number: int) -> str:
+    """Export one chunk into its multipart part."""
+    return _guarded(export_id, f"part {part_number}", lambda e: run_chunk(
+        runtime.settings(), runtime.redis(), e, part_number, runtime.worker_identity()))
+
+
+def finalize_export(export_id: str) -> str:
+    """Complete the multipart upload and mark the export completed."""
+    return _guarded(export_id, "finalize", lambda e: finalize(runtime.settings(), e))

@@ -1,0 +1,63 @@
+"""S3 multipart operations of a worker: upload a part, complete, abort.
+
+Invariant: a part's bytes are sent with their Content-MD5, so S3 rejects a corrupted part
+instead of storing it; aborting or completing an upload that is already gone is not an error
+when the object it was meant to produce is there.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import BinaryIO
+
+from botocore.exceptions import ClientError
+
+from shared.settings import Settings
+from shared.storage import s3_client
+
+log = logging.getLogger(__name__)
+
+
+def upload_part(settings: Settings, key: str, upload_id: str, part_number: int, body: BinaryIO,
+                size: int, md5: bytes) -> str:
+    """Upload one part; return its ETag."""
+    response = s3_client(settings).upload_part(
+        Bucket=settings.s3_bucket, Key=key, UploadId=upload_id, PartNumber=part_number, Body=body,
+        ContentLength=size, ContentMD5=base64.b64encode(md5).decode())
+    return response["ETag"]
+
+
+def complete_upload(settings: Settings, key: str, upload_id: str, parts: list[dict]) -> int:
+    """Complete the upload from ``parts`` (part order) and return the object's size.
+
+    If the upload is already gone (a lost answer to an earlier complete), the object is
+    checked instead: it must exist with the expected size.
+    """
+    client = s3_client(settings)
+    expected = sum(p["bytes"] for p in parts)
+    try:
+        client.complete_multipart_upload(
+            Bucket=settings.s3_bucket, Key=key, UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in parts]})
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            raise
+        log.warning("upload %s of %s is gone; checking the object", upload_id, key)
+    size = client.head_object(Bucket=settings.s3_bucket, Key=key)["ContentLength"]
+    if size != expected:
+        from worker.failures import ExportError
+
+        raise ExportError(f"object {key} has {size} bytes, its parts {expected}")
+    return size
+
+
+def abort_upload(settings: Settings, key: str | None, upload_id: str | None) -> None:
+    """Abort a multipart upload (its parts are deleted); a missing upload is fine."""
+    if not key or not upload_id:
+        return
+    try:
+        s3_client(settings).abort_multipart_upload(Bucket=settings.s3_bucket, Key=key, UploadId=upload_id)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
+            raise
