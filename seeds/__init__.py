@@ -1,0 +1,1 @@
+"""Demo dataset for Spillway: schema and deterministic seeding (``python -m seeds.seed``)."""
