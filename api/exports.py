@@ -102,7 +102,7 @@ def download(export_id: str):
         raise ApiError(410, "expired", f"export {export_id} has expired and its file was deleted")
     if export["status"] != "completed":
         raise ApiError(409, "not_ready", f"export {export_id} is {export['status']}, not completed",
-                       status=export["status"])
+                       export_status=export["status"])
     body = export_json(export, settings(), with_download=True)
     return redirect(body["download"]["url"], code=302)
 

@@ -95,7 +95,7 @@ def migrate_and_seed(settings: Settings, seed: bool) -> None:
     applied = migrate_url(settings.state_database_url)
     say(f"migrations: {', '.join(applied) if applied else 'up to date'}")
     if seed:
-        subprocess.run([sys.executable, "-m", "seeds.seed", "--if-empty"], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "seeds.seed", "--table", "all", "--if-empty"], cwd=ROOT, check=True)
 
 
 def wait_for_api(settings: Settings) -> None:

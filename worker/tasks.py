@@ -7,6 +7,7 @@ aborts its multipart upload; any other failure is re-raised for RQ to retry with
 from __future__ import annotations
 
 import logging
+import resource
 import uuid
 from collections.abc import Callable
 
@@ -54,9 +55,15 @@ def plan_export(export_id: str) -> str:
 
 
 def export_chunk(export_id: str, part_number: int) -> str:
-    """Export one chunk into its multipart part."""
-    return _guarded(export_id, f"part {part_number}", lambda e: run_chunk(
-        runtime.settings(), runtime.redis(), e, part_number, runtime.worker_identity()))
+    """Export one chunk into its multipart part; record the process's peak RSS in the job's meta."""
+    try:
+        return _guarded(export_id, f"part {part_number}", lambda e: run_chunk(
+            runtime.settings(), runtime.redis(), e, part_number, runtime.worker_identity()))
+    finally:
+        job = get_current_job()
+        if job is not None:
+            job.meta["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            job.save_meta()
 
 
 def finalize_export(export_id: str) -> str:

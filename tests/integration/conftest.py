@@ -19,6 +19,7 @@ from deploy.services import ensure_bucket
 from shared.migrate import migrate
 from shared.settings import Settings
 from shared.storage import s3_client
+from tests.exports_support import ApiClient, WorkerPool
 
 
 
@@ -44,9 +45,12 @@ def conn(db: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def redis(settings: Settings) -> Iterator[Redis]:
-    """The real Redis, on the dedicated test database index, flushed before each test."""
+    """The real Redis, on the dedicated test database index, flushed when the session starts.
+
+    Not flushed between tests: the worker processes of the session are registered there.
+    """
     client = Redis.from_url(settings.redis_url)
     client.flushdb()
     yield client
@@ -82,3 +86,48 @@ def client(app):
     return app.test_client()
 
 
+
+
+PRODUCT_ROWS = 1_000_000  # the demo's size: the big-export tests read all of it
+UNEVEN_ROWS = 20_000
+SEED = 42
+
+
+@pytest.fixture(scope="session")
+def seeded(db: str) -> str:
+    """The test database with products (1,000,000 rows) and uneven_rows, seeded once.
+
+    Reseeded only when the row counts differ, so a second ``make test`` starts quickly.
+    """
+    from seeds.seed import seed_products, seed_uneven
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        if conn.execute("SELECT count(*) FROM products").fetchone()[0] != PRODUCT_ROWS:
+            seed_products(conn, PRODUCT_ROWS, SEED)
+        if conn.execute("SELECT count(*) FROM uneven_rows").fetchone()[0] != UNEVEN_ROWS:
+            seed_uneven(conn, UNEVEN_ROWS, SEED)
+    return db
+
+
+@pytest.fixture(scope="session")
+def workers(settings: Settings, seeded: str, bucket: str, redis: Redis) -> Iterator[WorkerPool]:
+    """Two real worker processes (``python -m worker``) on the test settings."""
+    pool = WorkerPool(settings)
+    pool.start(2)
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+def api(app, workers, keys) -> ApiClient:
+    """The API as alice (a test client with her key), with workers running."""
+    return ApiClient(app.test_client(), keys["alice"])
+
+
+@pytest.fixture(scope="session")
+def keys(db: str) -> dict[str, str]:
+    """API keys of two owners, alice and bob."""
+    from shared.keys import create_key
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        return {owner: create_key(conn, owner) for owner in ("alice", "bob")}
