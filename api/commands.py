@@ -23,7 +23,7 @@ def keys() -> None:
 @click.option("--admin", is_flag=True, help="an operator's key: may cancel any owner's export")
 def create(owner: str, admin: bool) -> None:
     """Create a key for OWNER and print it as the last line (it is not shown again)."""
-    with connect_state(current_app.config["SPILLWAY"], "spillway:cli", autocommit=True) as conn:
+    with connect_state(current_app.config["SPILLWAY"], "spillway:cli") as conn:
         try:
             key = create_key(conn, owner, admin)
         except ValueError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 import uuid
 from datetime import datetime
 
@@ -17,9 +18,9 @@ from api.inline import inline_response
 from api.views import export_json
 from shared import exports_repo as repo
 from shared.datasets import REGISTRY
-from shared.db import connect_source
+from shared.db import cancel_export_queries, connect_source
 from shared.query import count_capped
-from shared.queue import enqueue_plan
+from shared.queue import admit, cancel_key, enqueue_cleanup
 from shared.spec import SpecError, parse_spec
 
 bp = Blueprint("exports", __name__)
@@ -66,21 +67,22 @@ def create_export():
     owner = current_principal().owner
     with resources().state_pool.connection() as conn:
         export = repo.create_export(conn, owner, spec)
-    try:
-        enqueue_plan(resources().redis, s, export["id"], owner)
-    except Exception as exc:  # Redis down: the export cannot start; say so rather than leave it hanging
-        with resources().state_pool.connection() as conn:
+        try:
+            admit(conn, resources().redis, s, owner)
+        except Exception as exc:  # Redis down: the export cannot start; say so rather than leave it hanging
             repo.fail_export(conn, export["id"], f"could not enqueue: {type(exc).__name__}")
-        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again later") from None
+            raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again later") from None
     response = jsonify(export_json(export, s))
     response.status_code = 202
     response.headers["Location"] = url_for("exports.get_export", export_id=export["id"])
     return response
 
 
-def _owned_export(export_id: str) -> dict:
+def _owned_export(export_id: str, admin_sees_all: bool = False) -> dict:
+    principal = current_principal()
+    owner = None if admin_sees_all and principal.is_admin else principal.owner
     with resources().state_pool.connection() as conn:
-        export = repo.get_export(conn, export_id, current_principal().owner)
+        export = repo.get_export(conn, export_id, owner)
     if export is None:
         raise ApiError(404, "not_found", f"no export {export_id}")
     return export
@@ -105,6 +107,29 @@ def download(export_id: str):
                        export_status=export["status"])
     body = export_json(export, settings(), with_download=True)
     return redirect(body["download"]["url"], code=302)
+
+
+@bp.post("/exports/<export_id>/cancel")
+@login_required
+def cancel(export_id: str):
+    """Cancel a queued or running export (its owner, or an admin key); idempotent."""
+    export = _owned_export(export_id, admin_sees_all=True)
+    s, redis = settings(), resources().redis
+    with resources().state_pool.connection() as conn:
+        cancelled = repo.cancel_export(conn, export["id"])
+        if cancelled is None:
+            current = repo.get_export(conn, export["id"])
+            if current["status"] == "cancelled":
+                return jsonify(export_json(current, s))
+            raise ApiError(409, "already_finished", f"export {export_id} is {current['status']}",
+                           export_status=current["status"])
+        # Running chunks see the flag at their next block; their queries are cancelled now.
+        redis.set(cancel_key(s, export["id"]), repr(time.time()), ex=7 * 86400)
+        cancel_export_queries(s, export["id"])
+        if cancelled["upload_id"]:
+            enqueue_cleanup(redis, s, export["id"])
+        admit(conn, redis, s, cancelled["owner"])
+    return jsonify(export_json(cancelled, s))
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:

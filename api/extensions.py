@@ -24,13 +24,13 @@ class Resources:
 
     @cached_property
     def state_pool(self) -> ConnectionPool:
-        """Pool of state-database connections (autocommit off; use ``with pool.connection()``)."""
+        """Pool of autocommit state-database connections (see :func:`shared.db.connect_state`)."""
         return ConnectionPool(
             self.settings.state_database_url,
             min_size=1,
             max_size=8,
             kwargs={"application_name": "spillway:api", "options": "-c TimeZone=UTC",
-                    "row_factory": dict_row, "connect_timeout": 5},
+                    "row_factory": dict_row, "connect_timeout": 5, "autocommit": True},
             timeout=10,
             open=True,
         )

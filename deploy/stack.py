@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from deploy.services import (LOGS, ROOT, RUN, StackError, ensure_postgres, ensure_redis, ensure_s3, read_pid,
+from deploy.services import (DATA, LOGS, ROOT, RUN, StackError, ensure_postgres, ensure_redis, ensure_s3, read_pid,
                              say, stop_postgres, wait_until)
 from shared.settings import Settings, load_settings
 
@@ -44,13 +45,14 @@ def process_names(settings: Settings) -> list[tuple[str, str]]:
     return names
 
 
-def start_process(name: str, command: str) -> None:
+def start_process(name: str, command: str, extra_env: dict[str, str] | None = None) -> None:
     """Start one Procfile command in its own session, unless its recorded PID is alive."""
     pid = read_pid(name)
     if pid:
         say(f"{name}: already running (pid {pid})")
         return
-    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1",
+               **(extra_env or {}))
     with open(LOGS / f"{name}.log", "ab") as log:
         proc = subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -115,6 +117,17 @@ def wait_for_api(settings: Settings) -> None:
     say(f"api: answering at http://127.0.0.1:{settings.api_port}")
 
 
+def dashboard_env(settings: Settings) -> dict[str, str]:
+    """The dashboard's password: the configured one, or one generated once into .data/."""
+    if settings.dashboard_password:
+        return {}
+    secret = DATA / "dashboard-password"
+    if not secret.exists():
+        secret.write_text(secrets.token_urlsafe(18) + "\n")
+        secret.chmod(0o600)
+    return {"SPILLWAY_DASHBOARD_PASSWORD": secret.read_text().strip()}
+
+
 def up(settings: Settings, deps_only: bool) -> None:
     """Bring the stack up (idempotent)."""
     for d in (LOGS, RUN):
@@ -127,8 +140,10 @@ def up(settings: Settings, deps_only: bool) -> None:
         return
     commands = procfile()
     for name, kind in process_names(settings):
-        start_process(name, commands[kind])
+        start_process(name, commands[kind], dashboard_env(settings) if kind == "dashboard" else None)
     wait_for_api(settings)
+    where = "SPILLWAY_DASHBOARD_PASSWORD" if settings.dashboard_password else ".data/dashboard-password"
+    say(f"rq-dashboard: http://127.0.0.1:{settings.dashboard_port} (user {settings.dashboard_user}, password in {where})")
 
 
 def down(settings: Settings) -> None:

@@ -1,9 +1,10 @@
 """Database access: connections to the source data and to the export state.
 
 Invariant: every connection opened here carries an ``application_name`` that says what it
-is for (``spillway:api``, ``spillway:export:<id>``...), the UTC time zone, and, for export
-queries, the configured statement timeout — so an operator can find and stop any query of
-ours in ``pg_stat_activity``.
+is for — ``spillway:export:<id>:<step>`` for reads of an export's source data,
+``spillway:state:<id>:<step>`` for its bookkeeping, ``spillway:api`` — the UTC time zone,
+and, for source reads, the configured statement timeout; so an operator (or a cancel) can
+find and stop any query of an export in ``pg_stat_activity``.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ from psycopg.rows import dict_row
 from shared.settings import Settings
 
 
-def connect_state(settings: Settings, purpose: str = "spillway", **kwargs: object) -> psycopg.Connection:
-    """Open a connection to the database that holds export state (rows as dicts)."""
+def connect_state(settings: Settings, purpose: str = "spillway") -> psycopg.Connection:
+    """Open an autocommit connection to the export-state database (rows as dicts).
+
+    Autocommit: each statement, or ``with conn.transaction()`` block, is committed when it
+    ends, so nothing is enqueued on Redis before the state it relies on is visible.
+    """
     return psycopg.connect(
         settings.state_database_url,
         application_name=purpose[:63],
         options="-c TimeZone=UTC",
         row_factory=dict_row,
         connect_timeout=5,
-        **kwargs,
+        autocommit=True,
     )
 
 
@@ -35,3 +40,13 @@ def connect_source(settings: Settings, purpose: str = "spillway", **kwargs: obje
         connect_timeout=5,
         **kwargs,
     )
+
+
+def cancel_export_queries(settings: Settings, export_id: object) -> int:
+    """Cancel every running source query of an export; return how many were signalled."""
+    with connect_source(settings, "spillway:cancel") as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
+            (f"spillway:export:{export_id}:%",)).fetchone()
+    return int(row[0]) if row else 0

@@ -10,16 +10,33 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
 from redis import Redis
 from rq import Queue, Retry
+from rq.rate_limit import RateLimit
 
+from shared.admission import admit_waiting, next_chunks
 from shared.settings import Settings
 
 PLAN = "worker.tasks.plan_export"
 CHUNK = "worker.tasks.export_chunk"
 FINALIZE = "worker.tasks.finalize_export"
-# Transient failures (a dropped connection, an S3 5xx) are retried after these delays.
-RETRY_INTERVALS = [2, 5, 15]
+CLEANUP = "worker.tasks.cleanup_export"
+
+
+def _retry(settings: Settings) -> Retry:
+    """Transient failures (a dropped connection, an S3 5xx, a timeout) are retried with backoff."""
+    return Retry(max=len(settings.retry_delays), interval=list(settings.retry_delays))
+
+
+def cancel_key(settings: Settings, export_id: uuid.UUID | str) -> str:
+    """The Redis key whose presence tells running chunks of an export to stop."""
+    return f"{settings.queue_prefix}:cancel:{export_id}"
+
+
+def reads_limit(settings: Settings) -> RateLimit:
+    """RQ 3's concurrency limit shared by every chunk job: the global cap on source reads."""
+    return RateLimit(key=f"{settings.queue_prefix}:chunk-reads", concurrency=settings.max_concurrent_reads)
 
 
 def plan_job_id(export_id: uuid.UUID | str) -> str:
@@ -42,28 +59,49 @@ def chunk_queue(redis: Redis, settings: Settings) -> Queue:
     return Queue(settings.queue_chunks, connection=redis)
 
 
-def enqueue_plan(redis: Redis, settings: Settings, export_id: uuid.UUID, owner: str) -> None:
-    """Enqueue the planner of a new export."""
+def enqueue_plan(redis: Redis, settings: Settings, export_id: uuid.UUID) -> None:
+    """Enqueue the planner of an admitted export."""
     control_queue(redis, settings).enqueue(
-        PLAN, str(export_id), job_id=plan_job_id(export_id), description=f"plan export {export_id} (owner {owner})",
-        job_timeout=settings.control_job_timeout_s, retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-        result_ttl=3600, failure_ttl=7 * 86400)
+        PLAN, str(export_id), job_id=plan_job_id(export_id), description=f"plan export {export_id}",
+        job_timeout=settings.control_job_timeout_s, retry=_retry(settings), result_ttl=3600, failure_ttl=7 * 86400)
 
 
 def enqueue_chunks(redis: Redis, settings: Settings, export_id: uuid.UUID, part_numbers: list[int]) -> None:
-    """Enqueue the chunk jobs of an export (one pipeline round trip)."""
+    """Enqueue chunk jobs; each waits for a slot of the global read limit before it is queued."""
     queue = chunk_queue(redis, settings)
-    jobs = [Queue.prepare_data(
-        CHUNK, (str(export_id), n), job_id=chunk_job_id(export_id, n),
-        description=f"export {export_id} part {n}", timeout=settings.chunk_job_timeout_s,
-        retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS), result_ttl=600, failure_ttl=7 * 86400)
-        for n in part_numbers]
-    queue.enqueue_many(jobs)
+    for n in part_numbers:
+        queue.enqueue(CHUNK, str(export_id), n, job_id=chunk_job_id(export_id, n),
+                      description=f"export {export_id} part {n}", job_timeout=settings.chunk_job_timeout_s,
+                      retry=_retry(settings), rate_limit=reads_limit(settings), result_ttl=600,
+                      failure_ttl=7 * 86400)
 
 
 def enqueue_finalize(redis: Redis, settings: Settings, export_id: uuid.UUID) -> None:
     """Enqueue the finalizer, at the front: completing an export is quick and frees resources."""
     control_queue(redis, settings).enqueue(
         FINALIZE, str(export_id), job_id=finalize_job_id(export_id), description=f"finalize export {export_id}",
-        job_timeout=settings.control_job_timeout_s, retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-        at_front=True, result_ttl=3600, failure_ttl=7 * 86400)
+        job_timeout=settings.control_job_timeout_s, retry=_retry(settings), at_front=True, result_ttl=3600,
+        failure_ttl=7 * 86400)
+
+
+def enqueue_cleanup(redis: Redis, settings: Settings, export_id: uuid.UUID) -> None:
+    """Enqueue the cleanup of a cancelled export (abort its upload), at the front."""
+    control_queue(redis, settings).enqueue(
+        CLEANUP, str(export_id), job_id=f"export-{export_id}-cleanup", description=f"clean up export {export_id}",
+        job_timeout=settings.control_job_timeout_s, retry=_retry(settings), at_front=True, result_ttl=3600,
+        failure_ttl=7 * 86400)
+
+
+def admit(conn: psycopg.Connection, redis: Redis, settings: Settings, owner: str) -> list[uuid.UUID]:
+    """Admit the owner's waiting exports up to the per-owner cap and enqueue their planners."""
+    admitted = admit_waiting(conn, owner, settings.max_running_per_owner)
+    for export_id in admitted:
+        enqueue_plan(redis, settings, export_id)
+    return admitted
+
+
+def fill_window(conn: psycopg.Connection, redis: Redis, settings: Settings, export_id: uuid.UUID) -> list[int]:
+    """Enqueue the export's next chunks, up to the per-export cap of chunks in flight."""
+    parts = next_chunks(conn, export_id, settings.max_chunks_in_flight)
+    enqueue_chunks(redis, settings, export_id, parts)
+    return parts

@@ -30,6 +30,7 @@ DEFAULT_MAX_CONCURRENT_READS = 4  # Global cap on chunk queries against the sour
 DEFAULT_MAX_RUNNING_PER_OWNER = 2  # Per-owner cap on running exports.
 DEFAULT_MAX_CHUNKS_IN_FLIGHT = 4  # Per-export cap on chunk jobs queued or running.
 DEFAULT_LEASE_S = 30  # A chunk whose worker stops renewing is re-run after this.
+DEFAULT_RETRY_DELAYS_S = "2,5,15"  # Backoff of transient failures: three retries within ~22 s.
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
 
 
@@ -63,10 +64,12 @@ class Settings:
     max_running_per_owner: int = DEFAULT_MAX_RUNNING_PER_OWNER
     max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT
     lease_s: int = DEFAULT_LEASE_S
+    retry_delays_s: str = DEFAULT_RETRY_DELAYS_S
     health_timeout_s: float = 2.0
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     workers: int = 2
+    dashboard_port: int = 9181
     dashboard_user: str = "admin"
     dashboard_password: str = field(default="", repr=False)
 
@@ -79,6 +82,17 @@ class Settings:
                      "max_running_per_owner", "max_chunks_in_flight", "lease_s", "workers"):
             if getattr(self, name) < 0 or (name != "inline_max_rows" and getattr(self, name) == 0):
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}")
+        try:
+            delays = self.retry_delays
+        except ValueError:
+            delays = (-1,)
+        if any(d < 0 for d in delays):
+            raise SettingsError(f"{PREFIX}RETRY_DELAYS_S must be comma-separated seconds, got {self.retry_delays_s!r}")
+
+    @property
+    def retry_delays(self) -> tuple[int, ...]:
+        """Seconds to wait before each retry of a failed job."""
+        return tuple(int(d) for d in self.retry_delays_s.split(",") if d.strip())
 
     @property
     def queue_control(self) -> str:

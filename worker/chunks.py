@@ -2,9 +2,10 @@
 
 Invariant: a chunk's bytes depend only on the export's spec and the chunk's key range, so a
 re-run produces the same bytes into the same part number; its part record and progress are
-written only if this attempt still holds the chunk (fencing by attempt number). Memory is
-bounded: rows are gathered into blocks of ``BLOCK_BYTES`` and spooled to a temporary file
-beyond ``SPOOL_BYTES``.
+written only if this attempt still holds the chunk (fencing by attempt number). While it
+streams, the chunk checks for a cancel at every block and renews its lease, so a cancel
+stops it within about one block. Memory is bounded: rows are gathered into blocks of
+``BLOCK_BYTES`` and spooled to a temporary file beyond ``SPOOL_BYTES``.
 """
 
 from __future__ import annotations
@@ -12,37 +13,68 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import BinaryIO
 
+import psycopg
 from redis import Redis
 
 from shared import exports_repo as repo
 from shared.db import connect_source, connect_state
 from shared.query import chunk_copy, header_bytes
-from shared.queue import enqueue_finalize
+from shared.queue import cancel_key, enqueue_finalize, fill_window
 from shared.settings import Settings
 from shared.spec import ExportSpec
-from worker.uploads import upload_part
+from worker.uploads import abort_upload, upload_part
 
 log = logging.getLogger(__name__)
 
-BLOCK_BYTES = 1024 * 1024  # rows are joined into blocks of this size before writing
+BLOCK_BYTES = 1024 * 1024  # rows are joined into blocks of this size; checks run once a block
 SPOOL_BYTES = 32 * 1024 * 1024  # a part larger than this is buffered on disk, not in memory
 
 
+class ChunkStopped(Exception):
+    """The chunk stopped on purpose: its export was cancelled or its attempt superseded."""
+
+
 @dataclass
-class ChunkResult:
-    """What one chunk attempt produced."""
+class Watch:
+    """Checks made while a chunk streams: cancel flag, lease renewal, bytes after a cancel."""
 
-    rows: int
-    size: int
-    etag: str
-    recorded: bool
+    settings: Settings
+    redis: Redis
+    export_id: uuid.UUID
+    part_number: int
+    attempt: int
+    checkpoints: list[tuple[float, int]] = field(default_factory=list)
+    _renewed: float = field(default_factory=time.monotonic)
+
+    def cancelled_at(self) -> float | None:
+        """The wall-clock time of the export's cancel, if it was cancelled."""
+        value = self.redis.get(cancel_key(self.settings, self.export_id))
+        return float(value) if value is not None else None
+
+    def check(self, size: int) -> None:
+        """Stop if the export was cancelled; renew the lease every third of its length."""
+        self.checkpoints.append((time.time(), size))
+        if self.cancelled_at() is not None:
+            raise ChunkStopped("export cancelled")
+        if time.monotonic() - self._renewed > self.settings.lease_s / 3:
+            with connect_state(self.settings, f"spillway:state:{self.export_id}:lease") as state:
+                if not repo.renew_lease(state, self.export_id, self.part_number, self.attempt, self.settings.lease_s):
+                    raise ChunkStopped("attempt superseded")
+            self._renewed = time.monotonic()
+
+    def bytes_after(self, moment: float, total: int) -> int:
+        """Bytes read after ``moment``: from the last checkpoint before it to ``total``."""
+        before = [size for t, size in self.checkpoints if t <= moment]
+        return total - (before[-1] if before else 0)
 
 
-def read_chunk(settings: Settings, export_id: uuid.UUID, spec: ExportSpec, part_number: int,
-               lo: int | None, hi: int | None, out) -> tuple[int, int, bytes]:
+def read_chunk(settings: Settings, spec: ExportSpec, export_id: uuid.UUID, part_number: int,
+               lo: int | None, hi: int | None, out: BinaryIO, watch: Watch | None = None) -> tuple[int, int, bytes]:
     """COPY the chunk's rows as CSV into ``out``; return (rows, bytes, md5 digest).
 
     Part 1 starts with the optional BOM and the header row.
@@ -61,6 +93,8 @@ def read_chunk(settings: Settings, export_id: uuid.UUID, spec: ExportSpec, part_
                         md5.update(block)
                         size += len(block)
                         block.clear()
+                        if watch is not None:
+                            watch.check(size)
             rows = cur.rowcount
     out.write(block)
     md5.update(block)
@@ -68,29 +102,55 @@ def read_chunk(settings: Settings, export_id: uuid.UUID, spec: ExportSpec, part_
     return rows, size, md5.digest()
 
 
-def export_chunk(settings: Settings, redis: Redis, export_id: uuid.UUID, part_number: int, worker: str) -> str:
-    """Claim, read, upload and record one chunk; enqueue the finalizer after the last one."""
-    with connect_state(settings, f"spillway:export:{export_id}:part:{part_number}") as state:
+def export_chunk(settings: Settings, redis: Redis, export_id: uuid.UUID, part_number: int, worker: str,
+                 meta: dict | None = None) -> str:
+    """Claim, read, upload and record one chunk; enqueue the next chunks, or the finalizer.
+
+    Args:
+        meta: filled with what an operator or a test wants to know (bytes read after a cancel).
+    """
+    with connect_state(settings, f"spillway:state:{export_id}:part:{part_number}") as state:
         chunk = repo.claim_chunk(state, export_id, part_number, worker, settings.lease_s)
     if chunk is None:
         return "skipped: chunk done, leased elsewhere, or export not running"
     spec = ExportSpec.from_json(chunk["spec"])
+    watch = Watch(settings, redis, export_id, part_number, chunk["attempt"])
+    size = 0
     try:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
-            rows, size, md5 = read_chunk(settings, export_id, spec, part_number, chunk["key_lo"], chunk["key_hi"],
-                                         buffer)
+            rows, size, md5 = read_chunk(settings, spec, export_id, part_number, chunk["key_lo"], chunk["key_hi"],
+                                         buffer, watch)
             buffer.seek(0)
             etag = upload_part(settings, chunk["object_key"], chunk["upload_id"], part_number, buffer, size, md5)
+    except (ChunkStopped, psycopg.errors.QueryCanceled) as exc:
+        cancelled = watch.cancelled_at()
+        if cancelled is None and not isinstance(exc, ChunkStopped):
+            _release(settings, export_id, part_number, chunk["attempt"])
+            raise  # a statement timeout: the retry policy decides
+        if meta is not None and cancelled is not None:
+            meta["bytes_after_cancel"] = watch.bytes_after(cancelled, watch.checkpoints[-1][1] if watch.checkpoints else 0)
+        return f"stopped: {exc}"
     except BaseException:
-        with connect_state(settings, f"spillway:export:{export_id}:part:{part_number}") as state:
-            repo.release_chunk(state, export_id, part_number, chunk["attempt"])
+        _release(settings, export_id, part_number, chunk["attempt"])
         raise
-    with connect_state(settings, f"spillway:export:{export_id}:part:{part_number}") as state:
+    with connect_state(settings, f"spillway:state:{export_id}:part:{part_number}") as state:
         recorded, finalize = repo.record_part(state, export_id, part_number, chunk["attempt"], etag, rows, size)
+        if recorded and not finalize:
+            fill_window(state, redis, settings, export_id)
+    cancelled = watch.cancelled_at()
+    if meta is not None and cancelled is not None:
+        meta["bytes_after_cancel"] = watch.bytes_after(cancelled, size)
     if finalize:
         enqueue_finalize(redis, settings, export_id)
     if not recorded:
-        log.warning("export %s part %d attempt %d: superseded, write rejected", export_id, part_number,
-                    chunk["attempt"])
-        return "rejected: a newer attempt holds this chunk"
+        # Cancelled or superseded while uploading: this part may have landed after the abort.
+        if cancelled is not None:
+            abort_upload(settings, chunk["object_key"], chunk["upload_id"])
+        log.warning("export %s part %d attempt %d: write rejected", export_id, part_number, chunk["attempt"])
+        return "rejected: the export was cancelled or a newer attempt holds this chunk"
     return f"part {part_number}: {rows} rows, {size} bytes"
+
+
+def _release(settings: Settings, export_id: uuid.UUID, part_number: int, attempt: int) -> None:
+    with connect_state(settings, f"spillway:state:{export_id}:part:{part_number}") as state:
+        repo.release_chunk(state, export_id, part_number, attempt)

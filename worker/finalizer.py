@@ -1,23 +1,28 @@
 """Finishing an export: complete the multipart upload in part order, check it, mark it done.
 
 Invariant: an export becomes ``completed`` only after S3 holds the whole object and its size
-equals the sum of the recorded parts.
+equals the sum of the recorded parts; an object completed for an export that was cancelled
+meanwhile is deleted. Finishing an export admits the owner's next waiting one.
 """
 
 from __future__ import annotations
 
 import uuid
 
+from redis import Redis
+
 from shared import exports_repo as repo
 from shared.db import connect_state
+from shared.queue import admit
 from shared.settings import Settings
+from shared.storage import s3_client
 from worker.failures import ExportError
 from worker.uploads import complete_upload
 
 
-def finalize(settings: Settings, export_id: uuid.UUID) -> str:
+def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     """Complete the upload of a running export whose parts are all recorded."""
-    with connect_state(settings, f"spillway:export:{export_id}:finalize") as state:
+    with connect_state(settings, f"spillway:state:{export_id}:finalize") as state:
         export = repo.get_export(state, export_id)
         if export is None or export["status"] != "running":
             return f"skipped: export is {export['status'] if export else 'gone'}"
@@ -26,6 +31,11 @@ def finalize(settings: Settings, export_id: uuid.UUID) -> str:
         raise ExportError(f"finalize found {len(parts)} of {export['parts_total']} parts recorded")
     size = complete_upload(settings, export["object_key"], export["upload_id"], parts)
     rows = sum(p["rows"] for p in parts)
-    with connect_state(settings, f"spillway:export:{export_id}:finalize") as state:
+    with connect_state(settings, f"spillway:state:{export_id}:finalize") as state:
         completed = repo.complete_export(state, export_id, size, rows, settings.export_ttl_s)
-    return f"completed: {rows} rows, {size} bytes" if completed else "skipped: export left the running state"
+        admit(state, redis, settings, export["owner"])
+    if not completed:
+        # Cancelled (or failed) while completing: the object must not outlive the export.
+        s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=export["object_key"])
+        return "discarded: the export left the running state while completing"
+    return f"completed: {rows} rows, {size} bytes"

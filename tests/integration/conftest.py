@@ -32,6 +32,8 @@ def db(settings: Settings, base_settings: Settings) -> str:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
         migrate(conn)
+        # Each session starts with no exports: Redis is flushed too, so old ones would be orphans.
+        conn.execute("TRUNCATE exports, export_chunks, api_keys")
         from seeds.seed import apply_schema
 
         apply_schema(conn)
@@ -122,6 +124,18 @@ def workers(settings: Settings, seeded: str, bucket: str, redis: Redis) -> Itera
 def api(app, workers, keys) -> ApiClient:
     """The API as alice (a test client with her key), with workers running."""
     return ApiClient(app.test_client(), keys["alice"])
+
+
+@pytest.fixture(scope="session")
+def keys_for(db: str):
+    """Make an API key for any owner (``admin=True`` for an operator's key)."""
+    from shared.keys import create_key
+
+    def make(owner: str, admin: bool = False) -> str:
+        with psycopg.connect(db, autocommit=True) as conn:
+            return create_key(conn, owner, admin)
+
+    return make
 
 
 @pytest.fixture(scope="session")

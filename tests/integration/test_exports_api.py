@@ -120,9 +120,12 @@ def test_download_before_completion_is_409(api, settings):
     with psycopg.connect(settings.state_database_url, autocommit=True, row_factory=dict_row) as conn:
 
         export = create_export(conn, "alice", parse_spec({"dataset": "products"}))  # never enqueued: stays queued
-    response = api.get(f"/exports/{export['id']}/download")
-    assert response.status_code == 409
-    assert response.get_json()["error"]["export_status"] == "queued"
+    try:
+        response = api.get(f"/exports/{export['id']}/download")
+        assert response.status_code == 409
+        assert response.get_json()["error"]["export_status"] == "queued"
+    finally:
+        api.post(f"/exports/{export['id']}/cancel")  # or it would be admitted and run later
 
 
 def test_list_is_newest_first_and_paginated(api):

@@ -29,6 +29,7 @@ def big(settings, base_settings, bucket, redis, keys):
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     with psycopg.connect(url, autocommit=True) as conn:
         migrate(conn)
+        conn.execute("TRUNCATE exports, export_chunks, api_keys")
         apply_schema(conn)
         if conn.execute("SELECT count(*) FROM products").fetchone()[0] != BIG_ROWS:
             seed_products(conn, BIG_ROWS, 42)

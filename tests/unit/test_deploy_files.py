@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
 from pathlib import Path
 
 import yaml
@@ -18,7 +19,7 @@ def _module_of(command: list[str]) -> str | None:
     if command[:2] == ["python", "-m"]:
         return command[2]
     if command[0] == "gunicorn":
-        return command[-1].split(":")[0]
+        return command[-1].split(":")[0]  # module:app or module:factory()
     return None
 
 
@@ -35,7 +36,7 @@ def test_compose_parses_and_our_services_run_existing_modules():
     services = compose["services"]
     assert {"postgres", "redis", "minio", "create-bucket", "api", "worker", "seed"} <= set(services)
     ours = {name: s for name, s in services.items() if s.get("image") == OUR_IMAGE}
-    assert {"api", "worker", "seed", "migrate"} <= set(ours)
+    assert {"api", "worker", "seed", "migrate", "dashboard"} <= set(ours)
     for name, service in ours.items():
         _assert_runnable(service["command"])
         assert (ROOT / service["build"]["dockerfile"]).is_file()
@@ -53,6 +54,6 @@ def test_dockerfile_copies_every_package():
 
 def test_procfile_processes_exist():
     entries = procfile()
-    assert {"web", "worker"} <= set(entries)
+    assert {"web", "worker", "dashboard"} <= set(entries)
     for command in entries.values():
-        _assert_runnable(command.split())
+        _assert_runnable(shlex.split(command))
