@@ -54,6 +54,7 @@ def create_export():
     except SpecError as exc:
         raise ApiError(400, "invalid_request", exc.message, field=exc.field) from None
     s = settings()
+    key = _idempotency_key()  # validated first: a bad header is a 400 whatever the tier
     if spec.delivery != "async":
         query, params = count_capped(spec.source, spec, s.inline_max_rows + 1)
         with connect_source(s, "spillway:api:count") as conn:
@@ -66,15 +67,37 @@ def create_export():
                            field="delivery")
     owner = current_principal().owner
     with resources().state_pool.connection() as conn:
-        export = repo.create_export(conn, owner, spec)
+        export, created = repo.create_export(conn, owner, spec, key)
+        if not created:
+            if export["request_hash"] != repo.request_hash(spec):
+                raise ApiError(422, "idempotency_key_reused",
+                               "this Idempotency-Key was used with a different request", export_id=str(export["id"]))
+            return _accepted(export, replayed=True)
         try:
             admit(conn, resources().redis, s, owner)
         except Exception as exc:  # Redis down: the export cannot start; say so rather than leave it hanging
             repo.fail_export(conn, export["id"], f"could not enqueue: {type(exc).__name__}")
             raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again later") from None
-    response = jsonify(export_json(export, s))
+    return _accepted(export)
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise ApiError(400, "invalid_request", "Idempotency-Key must be 1-200 printable characters",
+                       field="Idempotency-Key")
+    return key
+
+
+def _accepted(export: dict, replayed: bool = False):
+    """202 with the export and its Location (also when an idempotent request is replayed)."""
+    response = jsonify(export_json(export, settings()))
     response.status_code = 202
     response.headers["Location"] = url_for("exports.get_export", export_id=export["id"])
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return response
 
 

@@ -48,11 +48,12 @@ def next_chunks(conn: psycopg.Connection, export_id: uuid.UUID, window: int) -> 
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_EXPORT_LOCK, str(export_id)))
         rows = conn.execute(
-            "UPDATE export_chunks SET enqueued = true WHERE export_id = %(id)s AND part_number IN ("
+            "UPDATE export_chunks SET enqueued = true, job_id = %(job)s || lpad(part_number::text, 5, '0')"
+            " WHERE export_id = %(id)s AND part_number IN ("
             " SELECT c.part_number FROM export_chunks c JOIN exports e ON e.id = c.export_id"
             " WHERE c.export_id = %(id)s AND e.status = 'running' AND NOT c.enqueued AND c.status = 'pending'"
             " ORDER BY c.part_number LIMIT greatest(0, %(window)s - ("
             "  SELECT count(*) FROM export_chunks WHERE export_id = %(id)s AND enqueued"
             "  AND status IN ('pending', 'running'))))"
-            " RETURNING part_number", {"id": export_id, "window": window}).fetchall()
+            " RETURNING part_number", {"id": export_id, "window": window, "job": f"export-{export_id}-part-"}).fetchall()
     return sorted(r["part_number"] for r in rows)

@@ -17,7 +17,8 @@ from shared.query import buckets, high_water_mark
 from shared.spec import ExportSpec
 
 GRANULES_PER_CHUNK = 8  # buckets are 1/8 of a chunk: chunks overshoot the minimum by ~1/8 at most
-MAX_PARTS = 10_000  # S3's limit of parts in one multipart upload
+# S3 allows 10,000 parts; each chunk reserves 10 part numbers (one per attempt, for fencing).
+MAX_CHUNKS = 1_000
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def plan_export(conn: psycopg.Connection, dataset: Dataset, spec: ExportSpec, mi
     granule = max(1, min_bytes // GRANULES_PER_CHUNK)
     query, params = buckets(dataset, spec, hwm, granule)
     chunks = merge_buckets(conn.execute(query, params), min_bytes)
-    if len(chunks) > MAX_PARTS:
-        factor = -(-len(chunks) // MAX_PARTS)
+    if len(chunks) > MAX_CHUNKS:
+        factor = -(-len(chunks) // MAX_CHUNKS)
         return plan_export(conn, dataset, spec, min_bytes * factor)
     return Plan(hwm, tuple(chunks))

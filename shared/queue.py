@@ -43,12 +43,15 @@ def plan_job_id(export_id: uuid.UUID | str) -> str:
     return f"export-{export_id}-plan"
 
 
-def chunk_job_id(export_id: uuid.UUID | str, part_number: int) -> str:
-    return f"export-{export_id}-part-{part_number:05d}"
+def chunk_job_id(export_id: uuid.UUID | str, part_number: int, recovery: int = 0) -> str:
+    """``export-<id>-part-00007``; a replacement enqueued by the reconciler ends in ``-r<n>``."""
+    base = f"export-{export_id}-part-{part_number:05d}"
+    return f"{base}-r{recovery}" if recovery else base
 
 
-def finalize_job_id(export_id: uuid.UUID | str) -> str:
-    return f"export-{export_id}-finalize"
+def finalize_job_id(export_id: uuid.UUID | str, attempt: int = 1) -> str:
+    """``export-<id>-finalize-<n>``: n is the finalize attempt the job will claim."""
+    return f"export-{export_id}-finalize-{attempt}"
 
 
 def control_queue(redis: Redis, settings: Settings) -> Queue:
@@ -66,20 +69,22 @@ def enqueue_plan(redis: Redis, settings: Settings, export_id: uuid.UUID) -> None
         job_timeout=settings.control_job_timeout_s, retry=_retry(settings), result_ttl=3600, failure_ttl=7 * 86400)
 
 
-def enqueue_chunks(redis: Redis, settings: Settings, export_id: uuid.UUID, part_numbers: list[int]) -> None:
+def enqueue_chunks(redis: Redis, settings: Settings, export_id: uuid.UUID, part_numbers: list[int],
+                   recovery: int = 0) -> None:
     """Enqueue chunk jobs; each waits for a slot of the global read limit before it is queued."""
     queue = chunk_queue(redis, settings)
     for n in part_numbers:
-        queue.enqueue(CHUNK, str(export_id), n, job_id=chunk_job_id(export_id, n),
-                      description=f"export {export_id} part {n}", job_timeout=settings.chunk_job_timeout_s,
-                      retry=_retry(settings), rate_limit=reads_limit(settings), result_ttl=600,
-                      failure_ttl=7 * 86400)
+        queue.enqueue(CHUNK, str(export_id), n, job_id=chunk_job_id(export_id, n, recovery),
+                      description=f"export {export_id} part {n}" + (f" (recovery {recovery})" if recovery else ""),
+                      job_timeout=settings.chunk_job_timeout_s, retry=_retry(settings),
+                      rate_limit=reads_limit(settings), result_ttl=600, failure_ttl=7 * 86400)
 
 
-def enqueue_finalize(redis: Redis, settings: Settings, export_id: uuid.UUID) -> None:
+def enqueue_finalize(redis: Redis, settings: Settings, export_id: uuid.UUID, attempt: int = 1) -> None:
     """Enqueue the finalizer, at the front: completing an export is quick and frees resources."""
     control_queue(redis, settings).enqueue(
-        FINALIZE, str(export_id), job_id=finalize_job_id(export_id), description=f"finalize export {export_id}",
+        FINALIZE, str(export_id), job_id=finalize_job_id(export_id, attempt),
+        description=f"finalize export {export_id}",
         job_timeout=settings.control_job_timeout_s, retry=_retry(settings), at_front=True, result_ttl=3600,
         failure_ttl=7 * 86400)
 

@@ -30,6 +30,8 @@ DEFAULT_MAX_CONCURRENT_READS = 4  # Global cap on chunk queries against the sour
 DEFAULT_MAX_RUNNING_PER_OWNER = 2  # Per-owner cap on running exports.
 DEFAULT_MAX_CHUNKS_IN_FLIGHT = 4  # Per-export cap on chunk jobs queued or running.
 DEFAULT_LEASE_S = 30  # A chunk whose worker stops renewing is re-run after this.
+DEFAULT_RECONCILE_INTERVAL_S = 5.0  # Recovery of a dead chunk takes at most lease + this.
+DEFAULT_JANITOR_GRACE_S = 600  # An upload no export owns is aborted once this old.
 DEFAULT_RETRY_DELAYS_S = "2,5,15"  # Backoff of transient failures: three retries within ~22 s.
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
 
@@ -65,6 +67,8 @@ class Settings:
     max_chunks_in_flight: int = DEFAULT_MAX_CHUNKS_IN_FLIGHT
     lease_s: int = DEFAULT_LEASE_S
     retry_delays_s: str = DEFAULT_RETRY_DELAYS_S
+    reconcile_interval_s: float = DEFAULT_RECONCILE_INTERVAL_S
+    janitor_grace_s: int = DEFAULT_JANITOR_GRACE_S
     health_timeout_s: float = 2.0
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT

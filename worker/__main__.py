@@ -1,7 +1,8 @@
 """Worker entry point: ``python -m worker`` runs one RQ worker with Spillway's settings.
 
-It listens to the control queue first (plan, finalize: short jobs that start or finish an
-export) and then to the chunk queue, so a new export starts while chunks of others run.
+It listens to the control queue first (plan, finalize, cleanup: short jobs that start or
+finish an export) and then to the chunk queue, so a new export starts while chunks of others
+run. On SIGTERM it finishes or hands back its current chunk within about one block.
 """
 
 from __future__ import annotations
@@ -9,15 +10,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 
 from redis import Redis
 from rq import Queue, Worker
 
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 
 
-def preload(settings) -> None:
+class SpillwayWorker(Worker):
+    """RQ's forking worker; a warm shutdown also asks the running chunk to hand back."""
+
+    def handle_warm_shutdown_request(self) -> None:
+        super().handle_warm_shutdown_request()
+        if self.horse_pid:
+            try:
+                os.kill(self.horse_pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+
+
+def preload(settings: Settings) -> None:
     """Import the job code and build the S3 client once, before work horses fork.
 
     Each job runs in a forked horse; importing boto3 and psycopg there would cost about a
@@ -25,8 +39,10 @@ def preload(settings) -> None:
     """
     import worker.tasks  # noqa: F401  (the import is the point)
     from shared.storage import s3_client
+    from worker.chunks import listen_for_shutdown
 
     s3_client(settings)
+    listen_for_shutdown()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     connection = Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection) for name in (settings.queue_control, settings.queue_chunks)]
-    worker = Worker(queues, connection=connection, name=args.name or f"{socket.gethostname()}.{os.getpid()}",
-                    job_monitoring_interval=5)
+    worker = SpillwayWorker(queues, connection=connection, name=args.name or f"{socket.gethostname()}.{os.getpid()}",
+                            job_monitoring_interval=5)
     worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
 import tempfile
 import time
 import uuid
@@ -24,9 +25,10 @@ from redis import Redis
 from shared import exports_repo as repo
 from shared.db import connect_source, connect_state
 from shared.query import chunk_copy, header_bytes
-from shared.queue import cancel_key, enqueue_finalize, fill_window
+from shared.queue import cancel_key, enqueue_chunks, enqueue_finalize, fill_window
 from shared.settings import Settings
 from shared.spec import ExportSpec
+from worker.failures import ExportError
 from worker.uploads import abort_upload, upload_part
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,26 @@ SPOOL_BYTES = 32 * 1024 * 1024  # a part larger than this is buffered on disk, n
 
 class ChunkStopped(Exception):
     """The chunk stopped on purpose: its export was cancelled or its attempt superseded."""
+
+
+class HandBack(Exception):
+    """The worker is shutting down: give the chunk back for another worker to run."""
+
+
+_shutdown = {"requested": False}
+
+
+def _on_shutdown_signal(signum: int, frame: object) -> None:
+    _shutdown["requested"] = True
+
+
+def listen_for_shutdown() -> None:
+    """Install the SIGUSR1 handler in the worker, before it forks: its horses inherit it.
+
+    The worker sends SIGUSR1 to its horse on SIGTERM; a chunk then hands back at its next
+    block instead of keeping a container's stop waiting.
+    """
+    signal.signal(signal.SIGUSR1, _on_shutdown_signal)
 
 
 @dataclass
@@ -61,6 +83,8 @@ class Watch:
         self.checkpoints.append((time.time(), size))
         if self.cancelled_at() is not None:
             raise ChunkStopped("export cancelled")
+        if _shutdown["requested"]:
+            raise HandBack("worker shutting down")
         if time.monotonic() - self._renewed > self.settings.lease_s / 3:
             with connect_state(self.settings, f"spillway:state:{self.export_id}:lease") as state:
                 if not repo.renew_lease(state, self.export_id, self.part_number, self.attempt, self.settings.lease_s):
@@ -114,14 +138,26 @@ def export_chunk(settings: Settings, redis: Redis, export_id: uuid.UUID, part_nu
     if chunk is None:
         return "skipped: chunk done, leased elsewhere, or export not running"
     spec = ExportSpec.from_json(chunk["spec"])
+    try:
+        s3_part = repo.upload_part_number(part_number, chunk["attempt"])
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     watch = Watch(settings, redis, export_id, part_number, chunk["attempt"])
     size = 0
     try:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
             rows, size, md5 = read_chunk(settings, spec, export_id, part_number, chunk["key_lo"], chunk["key_hi"],
                                          buffer, watch)
+            watch.check(size)  # a last look (cancel, lease) before the upload
             buffer.seek(0)
-            etag = upload_part(settings, chunk["object_key"], chunk["upload_id"], part_number, buffer, size, md5)
+            etag = upload_part(settings, chunk["object_key"], chunk["upload_id"], s3_part, buffer, size, md5)
+    except HandBack:
+        _release(settings, export_id, part_number, chunk["attempt"])
+        with connect_state(settings, f"spillway:state:{export_id}:part:{part_number}") as state:
+            recovery = repo.next_recovery(state, export_id, part_number)
+        if recovery is not None:
+            enqueue_chunks(redis, settings, export_id, [part_number], recovery)
+        return "handed back: the worker is shutting down"
     except (ChunkStopped, psycopg.errors.QueryCanceled) as exc:
         cancelled = watch.cancelled_at()
         if cancelled is None and not isinstance(exc, ChunkStopped):
@@ -137,11 +173,12 @@ def export_chunk(settings: Settings, redis: Redis, export_id: uuid.UUID, part_nu
         recorded, finalize = repo.record_part(state, export_id, part_number, chunk["attempt"], etag, rows, size)
         if recorded and not finalize:
             fill_window(state, redis, settings, export_id)
+        finalize_attempt = repo.get_export(state, export_id)["finalize_attempt"] + 1 if finalize else 0
     cancelled = watch.cancelled_at()
     if meta is not None and cancelled is not None:
         meta["bytes_after_cancel"] = watch.bytes_after(cancelled, size)
     if finalize:
-        enqueue_finalize(redis, settings, export_id)
+        enqueue_finalize(redis, settings, export_id, finalize_attempt)
     if not recorded:
         # Cancelled or superseded while uploading: this part may have landed after the abort.
         if cancelled is not None:

@@ -2,7 +2,10 @@
 
 Invariant: an export becomes ``completed`` only after S3 holds the whole object and its size
 equals the sum of the recorded parts; an object completed for an export that was cancelled
-meanwhile is deleted. Finishing an export admits the owner's next waiting one.
+meanwhile is deleted. The finalizer holds a lease and a finalize attempt number: a paused
+finalizer that wakes up after another completed the export is fenced out (its completion
+is rejected and it never deletes a completed object). Finishing an export admits the
+owner's next waiting one.
 """
 
 from __future__ import annotations
@@ -23,19 +26,23 @@ from worker.uploads import complete_upload
 def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     """Complete the upload of a running export whose parts are all recorded."""
     with connect_state(settings, f"spillway:state:{export_id}:finalize") as state:
+        attempt = repo.claim_finalize(state, export_id, settings.lease_s)
         export = repo.get_export(state, export_id)
-        if export is None or export["status"] != "running":
-            return f"skipped: export is {export['status'] if export else 'gone'}"
+        if attempt is None or export is None:
+            return f"skipped: export is {export['status'] if export else 'gone'} or being finalized"
         parts = repo.done_parts(state, export_id)
     if len(parts) != export["parts_total"]:
         raise ExportError(f"finalize found {len(parts)} of {export['parts_total']} parts recorded")
     size = complete_upload(settings, export["object_key"], export["upload_id"], parts)
     rows = sum(p["rows"] for p in parts)
     with connect_state(settings, f"spillway:state:{export_id}:finalize") as state:
-        completed = repo.complete_export(state, export_id, size, rows, settings.export_ttl_s)
+        completed = repo.complete_export(state, export_id, size, rows, settings.export_ttl_s, attempt)
+        now = repo.get_export(state, export_id)
         admit(state, redis, settings, export["owner"])
-    if not completed:
-        # Cancelled (or failed) while completing: the object must not outlive the export.
+    if completed:
+        return f"completed: {rows} rows, {size} bytes"
+    if now is not None and now["status"] in ("cancelled", "failed"):
+        # Cancelled or failed while completing: the object must not outlive the export.
         s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=export["object_key"])
-        return "discarded: the export left the running state while completing"
-    return f"completed: {rows} rows, {size} bytes"
+        return f"discarded: the export became {now['status']} while completing"
+    return "rejected: a newer finalize attempt owns this export"

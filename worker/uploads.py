@@ -39,7 +39,7 @@ def complete_upload(settings: Settings, key: str, upload_id: str, parts: list[di
     try:
         client.complete_multipart_upload(
             Bucket=settings.s3_bucket, Key=key, UploadId=upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in parts]})
+            MultipartUpload={"Parts": [{"PartNumber": p["upload_part_number"], "ETag": p["etag"]} for p in parts]})
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
             raise

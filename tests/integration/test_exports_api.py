@@ -119,7 +119,7 @@ def test_download_before_completion_is_409(api, settings):
 
     with psycopg.connect(settings.state_database_url, autocommit=True, row_factory=dict_row) as conn:
 
-        export = create_export(conn, "alice", parse_spec({"dataset": "products"}))  # never enqueued: stays queued
+        export, _ = create_export(conn, "alice", parse_spec({"dataset": "products"}))  # never enqueued: stays queued
     try:
         response = api.get(f"/exports/{export['id']}/download")
         assert response.status_code == 409

@@ -36,7 +36,7 @@ def test_compose_parses_and_our_services_run_existing_modules():
     services = compose["services"]
     assert {"postgres", "redis", "minio", "create-bucket", "api", "worker", "seed"} <= set(services)
     ours = {name: s for name, s in services.items() if s.get("image") == OUR_IMAGE}
-    assert {"api", "worker", "seed", "migrate", "dashboard"} <= set(ours)
+    assert {"api", "worker", "seed", "migrate", "dashboard", "reconciler"} <= set(ours)
     for name, service in ours.items():
         _assert_runnable(service["command"])
         assert (ROOT / service["build"]["dockerfile"]).is_file()
@@ -54,6 +54,6 @@ def test_dockerfile_copies_every_package():
 
 def test_procfile_processes_exist():
     entries = procfile()
-    assert {"web", "worker", "dashboard"} <= set(entries)
+    assert {"web", "worker", "dashboard", "reconciler"} <= set(entries)
     for command in entries.values():
         _assert_runnable(shlex.split(command))
