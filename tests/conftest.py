@@ -1,14 +1,29 @@
-"""Fixtures shared by all tests: test settings and fakeredis for fast unit tests.
+"""Fixtures shared by all tests.
 
-Integration fixtures (real Postgres, Redis, S3, workers) live in tests/integration/conftest.py.
+Unit tests use ``settings`` and ``fake_redis``. Integration and fault tests use real
+services: a PostgreSQL test database (``db``, ``seeded``), a real Redis DB (``redis``), a
+fresh bucket on the S3 endpoint (``bucket``), real worker processes (``workers``) and the
+API (``app``, ``client``, ``api``). ``make test`` starts the local stack's dependencies
+first; these fixtures only create what belongs to the test run.
 """
 
 from __future__ import annotations
 
-import fakeredis
-import pytest
+from collections.abc import Iterator
 
+import fakeredis
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from redis import Redis
+
+from api import create_app
+from deploy.services import ensure_bucket
+from shared.migrate import migrate
 from shared.settings import Settings, load_settings
+from shared.storage import s3_client
+from tests.exports_support import ApiClient, WorkerPool
 from tests.support import test_settings
 
 
@@ -28,3 +43,127 @@ def settings(base_settings: Settings) -> Settings:
 def fake_redis() -> fakeredis.FakeRedis:
     """An in-memory Redis for unit tests."""
     return fakeredis.FakeRedis()
+
+
+@pytest.fixture(scope="session")
+def db(settings: Settings, base_settings: Settings) -> str:
+    """Create (if needed) and migrate the test database; return its URL."""
+    dbname = conninfo_to_dict(settings.state_database_url)["dbname"]
+    with psycopg.connect(base_settings.state_database_url, autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
+        migrate(conn)
+        # Each session starts with no exports: Redis is flushed too, so old ones would be orphans.
+        conn.execute("TRUNCATE exports, export_chunks, api_keys")
+        from seeds.seed import apply_schema
+
+        apply_schema(conn)
+    return settings.state_database_url
+
+
+@pytest.fixture
+def conn(db: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database."""
+    with psycopg.connect(db, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="session")
+def redis(settings: Settings) -> Iterator[Redis]:
+    """The real Redis, on the dedicated test database index, flushed when the session starts.
+
+    Not flushed between tests: the worker processes of the session are registered there.
+    """
+    client = Redis.from_url(settings.redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def bucket(settings: Settings) -> Iterator[str]:
+    """A fresh bucket on the real S3 endpoint for this test session, removed afterwards."""
+    ensure_bucket(settings)
+    yield settings.s3_bucket
+    client = s3_client(settings)
+    for upload in client.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads", []):
+        client.abort_multipart_upload(Bucket=settings.s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=settings.s3_bucket)
+
+
+@pytest.fixture
+def app(settings: Settings, db: str, bucket: str, redis: Redis):
+    """The API app wired to the test database, Redis DB and bucket."""
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["spillway"].close()
+
+
+@pytest.fixture
+def client(app):
+    """A test client of the API."""
+    return app.test_client()
+
+
+
+
+PRODUCT_ROWS = 1_000_000  # the demo's size: the big-export tests read all of it
+UNEVEN_ROWS = 20_000
+SEED = 42
+
+
+@pytest.fixture(scope="session")
+def seeded(db: str) -> str:
+    """The test database with products (1,000,000 rows) and uneven_rows, seeded once.
+
+    Reseeded only when the row counts differ, so a second ``make test`` starts quickly.
+    """
+    from seeds.seed import seed_products, seed_uneven
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        if conn.execute("SELECT count(*) FROM products").fetchone()[0] != PRODUCT_ROWS:
+            seed_products(conn, PRODUCT_ROWS, SEED)
+        if conn.execute("SELECT count(*) FROM uneven_rows").fetchone()[0] != UNEVEN_ROWS:
+            seed_uneven(conn, UNEVEN_ROWS, SEED)
+    return db
+
+
+@pytest.fixture(scope="session")
+def workers(settings: Settings, seeded: str, bucket: str, redis: Redis) -> Iterator[WorkerPool]:
+    """Two real worker processes (``python -m worker``) on the test settings."""
+    pool = WorkerPool(settings)
+    pool.start(2)
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture
+def api(app, workers, keys) -> ApiClient:
+    """The API as alice (a test client with her key), with workers running."""
+    return ApiClient(app.test_client(), keys["alice"])
+
+
+@pytest.fixture(scope="session")
+def keys_for(db: str):
+    """Make an API key for any owner (``admin=True`` for an operator's key)."""
+    from shared.keys import create_key
+
+    def make(owner: str, admin: bool = False) -> str:
+        with psycopg.connect(db, autocommit=True) as conn:
+            return create_key(conn, owner, admin)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def keys(db: str) -> dict[str, str]:
+    """API keys of two owners, alice and bob."""
+    from shared.keys import create_key
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        return {owner: create_key(conn, owner) for owner in ("alice", "bob")}

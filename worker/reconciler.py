@@ -20,8 +20,9 @@ import argparse
 import logging
 import signal
 import socket
-import time
 import os
+import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -123,16 +124,34 @@ def expire_exports(conn: psycopg.Connection, settings: Settings, limit: int = 10
     return len(rows)
 
 
+def _export_of(settings: Settings, key: str) -> str | None:
+    """The export id in an object key ``<prefix><export id>/<filename>``."""
+    head = key[len(settings.s3_prefix):].split("/", 1)[0]
+    try:
+        return str(uuid.UUID(head))
+    except ValueError:
+        return None
+
+
 def abort_orphan_uploads(conn: psycopg.Connection, settings: Settings) -> int:
-    """Abort multipart uploads under our prefix that no queued or running export owns."""
-    live = {r["upload_id"] for r in conn.execute(
-        "SELECT upload_id FROM exports WHERE status IN ('queued', 'running') AND upload_id IS NOT NULL")}
+    """Abort multipart uploads under our prefix that no queued or running export owns.
+
+    An upload is live when its key's export is queued (its planner may be between creating
+    the upload and recording it) or running with exactly this upload id. Uploads younger
+    than the grace period are left alone too (S3's ``Initiated``; moto reports a fixed date,
+    so the key rule is what protects a planner in flight).
+    """
+    rows = conn.execute("SELECT id::text AS id, status, upload_id FROM exports"
+                        " WHERE status IN ('queued', 'running')").fetchall()
+    queued = {r["id"] for r in rows if r["status"] == "queued"}
+    running = {r["upload_id"] for r in rows if r["status"] == "running"}
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=settings.janitor_grace_s)
     aborted = 0
     paginator = s3_client(settings).get_paginator("list_multipart_uploads")
     for page in paginator.paginate(Bucket=settings.s3_bucket, Prefix=settings.s3_prefix):
         for upload in page.get("Uploads", []):
-            if upload["UploadId"] in live or upload["Initiated"] > cutoff:
+            if (upload["UploadId"] in running or _export_of(settings, upload["Key"]) in queued
+                    or upload["Initiated"] > cutoff):
                 continue
             abort_upload(settings, upload["Key"], upload["UploadId"])
             log.warning("aborted orphan multipart upload %s of %s", upload["UploadId"], upload["Key"])
