@@ -41,7 +41,7 @@ key: venv           ## a new API key: make key OWNER=alice (the key is the last 
 migrate: venv
 	$(PY) -m shared.migrate
 
-bench: up
+bench: up          ## speed, memory, scaling and API figures (bench/results/*.json)
 	$(PY) -m bench.run
 
 clean: down

@@ -20,9 +20,10 @@ from shared.spec import ExportSpec
 
 # Cells starting with these are run as formulas by spreadsheets (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-# ISO 8601 with microseconds, always UTC ("Z"): 27 characters for years 1000-9999.
-_TIMESTAMP_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
-_TIMESTAMP_WIDTH = 27
+# ISO 8601 / RFC 3339 in UTC: 2023-01-01T00:00:37.529559+00:00; the fraction as PostgreSQL
+# prints it (trailing zeros dropped, none when zero). Built from PostgreSQL's own ISO output (source sessions run
+# with DateStyle ISO and TimeZone UTC): a fifth of the cost of to_char's formatting.
+_TIMESTAMP_WIDTH = 25  # the shortest form: no fraction
 _OPERATORS = {"eq": "=", "gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
 _CASTS = {"bigint": "bigint", "integer": "integer", "numeric": "numeric", "text": "text",
           "timestamptz": "timestamptz"}
@@ -32,12 +33,13 @@ BOM = "\ufeff".encode()
 def _render(column: Column, neutralize: bool) -> sql.Composable:
     ident = sql.Identifier(column.name)
     if column.type == "timestamptz":
-        return sql.SQL("to_char({} AT TIME ZONE 'UTC', {})").format(ident, sql.Literal(_TIMESTAMP_FORMAT))
+        return sql.SQL("replace({}::text, ' ', 'T') || ':00'").format(ident)
     if column.type == "text[]":
         return sql.SQL("to_json({})::text").format(ident)
     if column.type == "text" and neutralize:
-        prefixes = sql.SQL(", ").join(sql.Literal(p) for p in FORMULA_PREFIXES)
-        return sql.SQL("CASE WHEN left({0}, 1) IN ({1}) THEN '''' || {0} ELSE {0} END").format(ident, prefixes)
+        # ascii() looks at the first character only: cheaper than left() or a regular expression.
+        codes = sql.SQL(", ").join(sql.Literal(ord(p)) for p in FORMULA_PREFIXES)
+        return sql.SQL("CASE WHEN ascii({0}) IN ({1}) THEN '''' || {0} ELSE {0} END").format(ident, codes)
     return ident
 
 
@@ -115,26 +117,28 @@ def count_capped(dataset: Dataset, spec: ExportSpec, cap: int) -> tuple[sql.Comp
     return query, [*params, cap]
 
 
-def high_water_mark(dataset: Dataset) -> sql.Composable:
-    """The largest key now: rows inserted later have larger keys and are not exported."""
-    return sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(dataset.key), sql.Identifier(dataset.table))
+def key_bounds(dataset: Dataset) -> sql.Composable:
+    """The smallest and the largest key now (index lookups). Rows inserted later have larger
+    keys than this high-water mark and are not exported."""
+    key = sql.Identifier(dataset.key)
+    return sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(key, sql.Identifier(dataset.table))
 
 
-def buckets(dataset: Dataset, spec: ExportSpec, hwm: int, granule: int) -> tuple[sql.Composable, list[Any]]:
-    """Group the matching rows, in key order, into runs of about ``granule`` bytes (lower bound).
+def buckets(dataset: Dataset, spec: ExportSpec, lo: int | None, hi: int, base: int,
+            step: int) -> tuple[sql.Composable, list[Any]]:
+    """Group the matching rows of ``(lo, hi]`` into key buckets ``(key - base) / step``.
 
-    Returns rows ``(hi, rows, bytes)``: the last key of the run, its row count and the sum of
-    its rows' width lower bounds. The runs are contiguous in key order.
+    Returns rows ``(bucket, hi, rows, bytes)`` in key order: the bucket number, its last key,
+    its row count and the sum of its rows' width lower bounds. One aggregate over the range,
+    no window over the rows.
     """
-    where, params = where_clause(dataset, spec, None, hwm)
+    where, params = where_clause(dataset, spec, lo, hi)
     key = sql.Identifier(dataset.key)
     query = sql.SQL(
-        "SELECT max(k) AS hi, count(*) AS rows, sum(w)::bigint AS bytes FROM ("
-        " SELECT k, w, sum(w) OVER (ORDER BY k ROWS UNBOUNDED PRECEDING) AS cum FROM ("
-        "  SELECT {key} AS k, {width} AS w FROM {table} WHERE {where}) s) c"
-        " GROUP BY (cum - w) / %s ORDER BY 1"
+        "SELECT ({key} - %s) / %s AS bucket, max({key}) AS hi, count(*) AS rows, sum({width})::bigint AS bytes"
+        " FROM {table} WHERE {where} GROUP BY 1 ORDER BY 1"
     ).format(key=key, width=width_lower_bound(dataset, spec), table=sql.Identifier(dataset.table), where=where)
-    return query, [*params, granule]
+    return query, [base, step, *params]
 
 
 def header_bytes(spec: ExportSpec) -> bytes:

@@ -33,6 +33,7 @@ DEFAULT_LEASE_S = 30  # A chunk whose worker stops renewing is re-run after this
 DEFAULT_RECONCILE_INTERVAL_S = 5.0  # Recovery of a dead chunk takes at most lease + this.
 DEFAULT_JANITOR_GRACE_S = 600  # An upload no export owns is aborted once this old.
 DEFAULT_RETRY_DELAYS_S = "2,5,15"  # Backoff of transient failures: three retries within ~22 s.
+DEFAULT_AUTH_CACHE_S = 30  # A valid key is trusted this long per API process (polls skip a query).
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
 
 
@@ -70,6 +71,7 @@ class Settings:
     reconcile_interval_s: float = DEFAULT_RECONCILE_INTERVAL_S
     janitor_grace_s: int = DEFAULT_JANITOR_GRACE_S
     health_timeout_s: float = 2.0
+    auth_cache_s: int = DEFAULT_AUTH_CACHE_S
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     workers: int = 2

@@ -145,3 +145,16 @@ def test_datasets_describe_columns_and_filters(api):
     columns = {c["name"]: c for c in products["columns"]}
     assert columns["price"]["type"] == "numeric" and "gte" in columns["price"]["filters"]
     assert columns["name"]["filters"] == ["eq", "in", "contains"]
+
+
+def test_revoked_key_is_refused_once_the_cache_expires(settings, db, bucket, redis, keys_for):
+    from api import create_app
+
+    key = keys_for("revoked-owner")
+    app = create_app(settings.replace(auth_cache_s=0))
+    client = ApiClient(app.test_client(), key)
+    assert client.get("/exports").status_code == 200
+    with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
+        conn.execute("UPDATE api_keys SET revoked_at = now() WHERE owner = 'revoked-owner'")
+    assert client.get("/exports").status_code == 401
+    app.extensions["spillway"].close()

@@ -34,7 +34,11 @@ def render(value, neutralize: bool = True) -> str:
     if isinstance(value, Decimal):
         return str(value)
     if hasattr(value, "astimezone"):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # RFC 3339 in UTC; the fraction without trailing zeros, none when it is zero.
+        stamp = value.astimezone(timezone.utc)
+        whole = stamp.strftime("%Y-%m-%dT%H:%M:%S")
+        fraction = f"{stamp.microsecond:06d}".rstrip("0")
+        return f"{whole}.{fraction}+00:00" if fraction else f"{whole}+00:00"
     return str(value)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks (not part of the tests): ``make bench``."""

@@ -1,0 +1,84 @@
+"""What Spillway is measured against: the physical floor and the naive first attempt.
+
+- floor: ``psql \\copy (the same query) TO file`` then ``aws s3 cp`` of that file to the
+  same S3 endpoint — the least work that produces the same object.
+- naive: ``LIMIT/OFFSET`` pages, Python's ``csv.writer``, one PUT.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+
+import psycopg
+
+from shared.query import chunk_copy
+from shared.settings import Settings
+from shared.spec import parse_spec
+from shared.storage import s3_client
+
+PAGE_ROWS = 10_000
+
+
+def floor_seconds(settings: Settings, body: dict) -> float:
+    """Seconds for ``psql \\copy`` of the export's own query to a file plus ``aws s3 cp``."""
+    spec = parse_spec(body)
+    hi = body.get("filters", {}).get("id", {}).get("lte")
+    with psycopg.connect(settings.source_database_url) as conn:
+        query, params = chunk_copy(spec.source, spec, None, hi)
+        statement = psycopg.ClientCursor(conn).mogrify(query, params)
+    select = statement[len("COPY ("):statement.rindex(") TO STDOUT")]
+    key = f"bench/floor-{uuid.uuid4()}.csv"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "floor.csv")
+        started = time.perf_counter()
+        subprocess.run(["psql", "-q", "-X", settings.source_database_url, "-c", "SET TimeZone = 'UTC'",
+                        "-c", "SET DateStyle = 'ISO'",
+                        "-c", f"\\copy ({select}) TO '{path}' WITH (FORMAT csv, HEADER)"], check=True)
+        _s3_cp(settings, path, key)
+        seconds = time.perf_counter() - started
+    s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=key)
+    return seconds
+
+
+def _s3_cp(settings: Settings, path: str, key: str) -> None:
+    """``aws s3 cp`` (the AWS CLI, if installed; otherwise boto3's managed transfer, its engine)."""
+    if shutil.which("aws"):
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=settings.s3_access_key_id,
+                   AWS_SECRET_ACCESS_KEY=settings.s3_secret_access_key, AWS_DEFAULT_REGION=settings.s3_region)
+        done = subprocess.run(["aws", "--endpoint-url", settings.s3_endpoint_url, "s3", "cp", path,
+                               f"s3://{settings.s3_bucket}/{key}", "--quiet"], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"aws s3 cp failed: {done.stderr.strip()[-500:]}")
+    else:
+        s3_client(settings).upload_file(path, settings.s3_bucket, key)
+
+
+def naive_seconds(settings: Settings, rows: int) -> float:
+    """Seconds for the export a team writes first: OFFSET pages, csv.writer, one PUT."""
+    key = f"bench/naive-{uuid.uuid4()}.csv"
+    started = time.perf_counter()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    columns = ["id", "sku", "name", "description", "category", "status", "price", "quantity", "tags",
+               "tenant_id", "created_at", "updated_at"]
+    writer.writerow(columns)
+    with psycopg.connect(settings.source_database_url) as conn:
+        offset = 0
+        while True:
+            page = conn.execute(f"SELECT {', '.join(columns)} FROM products WHERE id <= %s ORDER BY id"
+                                " LIMIT %s OFFSET %s", (rows, PAGE_ROWS, offset)).fetchall()
+            if not page:
+                break
+            writer.writerows(page)
+            offset += len(page)
+    s3_client(settings).put_object(Bucket=settings.s3_bucket, Key=key, Body=out.getvalue().encode())
+    seconds = time.perf_counter() - started
+    s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=key)
+    return seconds

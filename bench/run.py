@@ -1,0 +1,185 @@
+"""``make bench``: end-to-end speed, memory, scaling and API figures against the floor.
+
+Every figure is the median of ``--runs`` runs (3) with min-max, measured in one run of this
+script on this machine; the whole result is printed and written to ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+from bench.baselines import floor_seconds, naive_seconds
+from bench.probes import CpuMeter, peak_rss_mb, wrk_polls
+from bench.stack import ROOT, BenchStack, Http, bench_settings, prepare_database
+from shared.keys import create_key
+from shared.settings import load_settings
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Median, min and max of some measurements."""
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "runs": len(values)}
+
+
+def show(label: str, s: dict[str, float], unit: str = "s") -> str:
+    return f"{label}: {s['median']:.2f} {unit} (min {s['min']:.2f}, max {s['max']:.2f}, {s['runs']} runs)"
+
+
+def machine() -> dict[str, object]:
+    def version(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "not found"
+
+    import moto
+
+    return {"cores": len(__import__("os").sched_getaffinity(0)), "python": platform.python_version(),
+            "kernel": platform.release(), "postgres": version(["psql", "--version"]),
+            "redis": version(["redis-server", "--version"]), "moto": moto.__version__,
+            "memory_gb": round(__import__("os").sysconf("SC_PAGE_SIZE") * __import__("os").sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+def run_export(http: Http, body: dict) -> dict[str, object]:
+    """POST an async export, poll until completed; seconds from POST to completed."""
+    started = time.perf_counter()
+    _, raw, _ = http.call("POST", "/exports", {**body, "delivery": "async"})
+    export = json.loads(raw)
+    while export["status"] in ("queued", "running"):
+        time.sleep(0.02)
+        export = json.loads(http.call("GET", f"/exports/{export['id']}")[1])
+    seconds = time.perf_counter() - started
+    if export["status"] != "completed":
+        raise RuntimeError(f"export {export['id']} ended {export['status']}: {export['error']}")
+    return {"id": export["id"], "seconds": seconds, "rows": export["progress"]["total_rows"],
+            "bytes": export["object_bytes"], "parts": export["progress"]["parts_total"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1M only, no scaling, no naive baseline")
+    args = parser.parse_args(argv)
+    base = load_settings()
+    settings = bench_settings(base)
+    result: dict[str, object] = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat()}
+    print(f"machine: {result['machine']}", flush=True)
+    prepare_database(base, settings)
+    with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
+        http = Http(create_key(conn, "bench"))
+    stack = BenchStack(settings)
+    stack.start_api()
+    try:
+        stack.scale_workers(2)
+        sizes = {"1M": {"dataset": "products", "filters": {"id": {"lte": 1_000_000}}}}
+        if not args.quick:
+            sizes["5M"] = {"dataset": "products"}
+        e2e: dict[str, object] = {}
+        for label, body in sizes.items():
+            runs, floors, peaks = [], [], []
+            for _ in range(args.runs):
+                meter = CpuMeter(stack)
+                run = run_export(http, body)
+                run["cpu"] = meter.stop(run["seconds"])
+                runs.append(run)
+                peaks.append(peak_rss_mb(settings, run["id"], run["parts"]))
+                floors.append(floor_seconds(settings, body))
+            e2e[label] = {"rows": runs[0]["rows"], "bytes": runs[0]["bytes"], "parts": runs[0]["parts"],
+                          "spillway": summary([r["seconds"] for r in runs]), "floor": summary(floors),
+                          "worker_peak_rss_mb": summary(peaks), "cpu_share": runs[-1]["cpu"]}
+            ratio = e2e[label]["spillway"]["median"] / e2e[label]["floor"]["median"]
+            e2e[label]["ratio_to_floor"] = round(ratio, 2)
+            print(show(f"{label} end-to-end", e2e[label]["spillway"]), "|", show("floor (psql \\copy + s3 cp)",
+                  e2e[label]["floor"]), f"| ratio {ratio:.2f}", flush=True)
+            print(f"   {runs[0]['rows']:,} rows, {runs[0]['bytes'] / 1e6:.1f} MB, {runs[0]['parts']} parts, "
+                  f"{runs[0]['rows'] / e2e[label]['spillway']['median']:,.0f} rows/s; "
+                  f"worker peak RSS {e2e[label]['worker_peak_rss_mb']['max']:.1f} MB; CPU {runs[-1]['cpu']}", flush=True)
+        result["end_to_end"] = e2e
+        result["api_peak_rss_mb"] = round(max(peak_rss_mb_of_pids(stack.api_pids()) or [0]), 1)
+        print(f"API (gunicorn, all processes) peak RSS: {result['api_peak_rss_mb']} MB", flush=True)
+
+        if not args.quick:
+            naive = [naive_seconds(settings, 1_000_000) for _ in range(args.runs)]
+            result["naive_1M"] = summary(naive)
+            speedup = result["naive_1M"]["median"] / e2e["1M"]["spillway"]["median"]
+            result["speedup_over_naive"] = round(speedup, 1)
+            print(show("naive baseline 1M (LIMIT/OFFSET + csv.writer + one PUT)", result["naive_1M"]),
+                  f"| Spillway is {speedup:.1f}x faster", flush=True)
+
+            scaling = {}
+            for count in (1, 2, 4):
+                stack.scale_workers(count)
+                times, cpu = [], None
+                for _ in range(args.runs):
+                    meter = CpuMeter(stack)
+                    run = run_export(http, sizes["5M"])
+                    cpu = meter.stop(run["seconds"])
+                    times.append(run["seconds"])
+                scaling[f"{count} workers"] = {"seconds": summary(times), "cpu_share": cpu}
+                print(show(f"5M with {count} worker(s)", scaling[f"{count} workers"]["seconds"]), f"| CPU {cpu}",
+                      flush=True)
+            result["scaling_5M"] = scaling
+            stack.scale_workers(2)
+
+        result["api"] = api_figures(http, stack, sizes.get("5M", sizes["1M"]))
+    finally:
+        stack.stop()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"bench-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"written: {out.relative_to(ROOT)}")
+
+
+def peak_rss_mb_of_pids(pids: list[int]) -> list[float]:
+    peaks = []
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return peaks
+
+
+def api_figures(http: Http, stack: BenchStack, big: dict) -> dict[str, object]:
+    """Inline 10,000-row latency; status polls under wrk while an export runs."""
+    latencies = []
+    body = {"dataset": "products", "filters": {"id": {"lte": 10_000}}, "delivery": "inline"}
+    for _ in range(20):
+        started = time.perf_counter()
+        status, data, _ = http.call("POST", "/exports", body)
+        latencies.append(time.perf_counter() - started)
+        assert status == 200 and data.count(b"\n") >= 10_000
+    latencies.sort()
+    inline = {"median_ms": round(statistics.median(latencies) * 1000, 1),
+              "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000, 1), "requests": len(latencies)}
+    print(f"inline 10,000 rows: median {inline['median_ms']} ms, p95 {inline['p95_ms']} ms", flush=True)
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL)
+    polls = []
+    for connections in (8, 32):
+        _, raw, _ = http.call("POST", "/exports", {**big, "delivery": "async"})
+        export_id = json.loads(raw)["id"]
+        time.sleep(1.0)  # planned and streaming
+        polls.append(wrk_polls(http, f"/exports/{export_id}", seconds=10, connections=connections))
+        http.call("POST", f"/exports/{export_id}/cancel", {})
+        print(f"status polls during a running export (wrk, 10 s): {polls[-1]}", flush=True)
+        time.sleep(2.0)
+    return {"inline_10k": inline, "status_polls": polls}
+
+
+if __name__ == "__main__":
+    main()
