@@ -9,7 +9,8 @@ import time
 import uuid
 from datetime import datetime
 
-from flask import Blueprint, jsonify, redirect, request, url_for
+from flask import Blueprint, current_app, jsonify, redirect, request, url_for
+from redis.exceptions import RedisError
 
 from api.auth import current_principal, login_required
 from api.errors import ApiError
@@ -75,9 +76,10 @@ def create_export():
             return _accepted(export, replayed=True)
         try:
             admit(conn, resources().redis, s, owner)
-        except Exception as exc:  # Redis down: the export cannot start; say so rather than leave it hanging
-            repo.fail_export(conn, export["id"], f"could not enqueue: {type(exc).__name__}")
-            raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again later") from None
+        except RedisError as exc:
+            # Postgres holds the export; the reconciler enqueues it once Redis is back.
+            current_app.logger.warning("export %s: queue unavailable (%s); the reconciler will enqueue it",
+                                       export["id"], exc)
     return _accepted(export)
 
 

@@ -2,7 +2,7 @@
 worker pool of a chosen size, on the local stack's PostgreSQL, Redis and S3.
 
 Invariant: the benchmark never touches the demo's data or queues (its own database,
-Redis DB 14, queue prefix ``bench`` and key prefix ``bench/``), and stops what it starts.
+Redis DB 14, queue prefix ``bench`` and key prefix ``bench/exports/``), and stops what it starts.
 """
 
 from __future__ import annotations
@@ -19,26 +19,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from shared.migrate import migrate
+from shared.migrate import ensure_database, migrate
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".data" / "logs"
 BENCH_ROWS = 5_000_000
+BENCH_DB = "spillway_bench"
 API_PORT = 8100
 
 
 def bench_settings(base: Settings) -> Settings:
     """The local stack's servers with the benchmark's own database, Redis DB and prefixes."""
     params = conninfo_to_dict(base.state_database_url)
-    params["dbname"] = "spillway_bench"
+    params["dbname"] = BENCH_DB
     url = make_conninfo("", **params)
     return base.replace(state_database_url=url, source_database_url=url,
                         redis_url=base.redis_url.rsplit("/", 1)[0] + "/14", queue_prefix="bench",
-                        s3_prefix="bench/", api_port=API_PORT)
+                        s3_prefix="bench/exports/", api_port=API_PORT)
 
 
 def prepare_database(base: Settings, settings: Settings) -> float:
@@ -46,10 +46,7 @@ def prepare_database(base: Settings, settings: Settings) -> float:
     from seeds.seed import apply_schema, seed_products
 
     started = time.monotonic()
-    dbname = conninfo_to_dict(settings.state_database_url)["dbname"]
-    with psycopg.connect(base.state_database_url, autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    ensure_database(base.state_database_url, BENCH_DB)
     with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
         migrate(conn)
         conn.execute("TRUNCATE exports, export_chunks")
@@ -62,11 +59,8 @@ def prepare_database(base: Settings, settings: Settings) -> float:
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    for name, value in vars(settings).items():
-        env[f"SPILLWAY_{name.upper()}"] = str(value)
-    return env
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **settings.to_env(),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 @dataclass

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from shared.settings import Settings, load_settings
 
@@ -33,6 +35,16 @@ def migrate(conn: psycopg.Connection) -> list[str]:
             conn.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
             applied.append(path.name)
     return applied
+
+
+def ensure_database(admin_url: str, dbname: str) -> str:
+    """Create database ``dbname`` on the server of ``admin_url`` if missing; return its URL."""
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    params = conninfo_to_dict(admin_url)
+    params["dbname"] = dbname
+    return make_conninfo("", **params)
 
 
 def migrate_url(url: str) -> list[str]:

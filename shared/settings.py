@@ -110,6 +110,10 @@ class Settings:
         """Queue of chunk jobs (one COPY and one part upload each)."""
         return f"{self.queue_prefix}-chunks"
 
+    def to_env(self) -> dict[str, str]:
+        """The ``SPILLWAY_*`` variables that reproduce these settings in a child process."""
+        return {f"{PREFIX}{f.name.upper()}": str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
     def replace(self, **changes: object) -> Settings:
         """Return a copy with some fields changed (tests and tools use this)."""
         return dataclasses.replace(self, **changes)

@@ -14,13 +14,12 @@ from collections.abc import Iterator
 import fakeredis
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from redis import Redis
 
 from api import create_app
 from deploy.services import ensure_bucket
-from shared.migrate import migrate
+from shared.migrate import ensure_database, migrate
 from shared.settings import Settings, load_settings
 from shared.storage import s3_client
 from tests.exports_support import ApiClient, WorkerPool
@@ -48,10 +47,7 @@ def fake_redis() -> fakeredis.FakeRedis:
 @pytest.fixture(scope="session")
 def db(settings: Settings, base_settings: Settings) -> str:
     """Create (if needed) and migrate the test database; return its URL."""
-    dbname = conninfo_to_dict(settings.state_database_url)["dbname"]
-    with psycopg.connect(base_settings.state_database_url, autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    ensure_database(base_settings.state_database_url, conninfo_to_dict(settings.state_database_url)["dbname"])
     with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
         migrate(conn)
         # Each session starts with no exports: Redis is flushed too, so old ones would be orphans.

@@ -22,11 +22,8 @@ csv.field_size_limit(sys.maxsize)  # uneven_rows has cells of ~300 KB
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The SPILLWAY_* environment that reproduces ``settings`` in a child process."""
-    env = dict(os.environ)
-    for name, value in vars(settings).items():
-        env[f"SPILLWAY_{name.upper()}"] = str(value)
-    return env
+    """This process's environment with the SPILLWAY_* variables that reproduce ``settings``."""
+    return {**os.environ, **settings.to_env()}
 
 
 @dataclass

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import resource
+import time
 import uuid
 from collections.abc import Callable
 
 from rq import get_current_job
 
 from shared import exports_repo as repo
-from shared.db import connect_state
-from shared.queue import admit
+from shared.db import cancel_export_queries, connect_state
+from shared.queue import admit, cancel_key
 from worker import runtime
 from worker.chunks import export_chunk as run_chunk
 from worker.cleanup import cleanup
@@ -29,15 +30,19 @@ log = logging.getLogger(__name__)
 
 
 def fail_export(export_id: uuid.UUID, error: str) -> None:
-    """Mark the export failed, abort its upload, admit the owner's next export."""
+    """Mark the export failed, stop its other chunks and queries, abort its upload, admit the
+    owner's next export: after a failure, as after a cancel, nothing of the export runs on."""
     settings = runtime.settings()
     with connect_state(settings, f"spillway:state:{export_id}:fail") as state:
         row = repo.fail_export(state, export_id, error)
         if row is not None:
             admit(state, runtime.redis(), settings, row["owner"])
-    if row is not None:
-        abort_upload(settings, row["object_key"], row["upload_id"])
-        log.error("export %s failed: %s", export_id, error)
+    if row is None:
+        return
+    runtime.redis().set(cancel_key(settings, export_id), repr(time.time()), ex=7 * 86400)
+    cancel_export_queries(settings, export_id)
+    abort_upload(settings, row["object_key"], row["upload_id"])
+    log.error("export %s failed: %s", export_id, error)
 
 
 def _export_ended(export_id: uuid.UUID) -> bool:

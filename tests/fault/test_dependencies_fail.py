@@ -109,3 +109,16 @@ def test_missing_bucket_fails_the_export_clearly(settings, seeded, bucket, keys_
         assert time.monotonic() - started < sum(scenario.settings.retry_delays)  # not retried: permanent
     finally:
         scenario.close()
+
+
+def test_export_created_while_redis_is_down_starts_when_it_is_back(scenario, reference):
+    scenario.stack.start(1)
+    scenario.redis_server.kill()
+    response = scenario.api.post("/exports", json={**PART, "delivery": "async"})
+    assert response.status_code == 202  # Postgres holds it; nothing is lost
+    export = response.get_json()
+    assert export["status"] == "queued"
+    scenario.redis_server.start()  # the same port, empty
+    done = scenario.api.wait(export["id"], timeout=120)
+    assert done["status"] == "completed"
+    assert digest(download(done["download"]["url"])) == digest(reference["part"])

@@ -139,3 +139,10 @@ def test_statement_timeout_fails_the_chunk_clearly_after_its_retries(limited):
         attempts = conn.execute("SELECT max(attempt) FROM export_chunks WHERE export_id = %s",
                                 (export["id"],)).fetchone()[0]
     assert attempts == 1 + len(settings.retry_delays)  # the first try and each retry
+    # A failed export, like a cancelled one, leaves no upload and no query behind.
+    from tests.integration.test_cancel import export_queries, uploads_for
+
+    with psycopg.connect(settings.state_database_url) as conn:
+        key = conn.execute("SELECT object_key FROM exports WHERE id = %s", (export["id"],)).fetchone()[0]
+    assert uploads_for(settings, key) == []
+    wait_for(lambda: not export_queries(settings, export["id"]), timeout=10, what="the export's queries to end")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from rq.job import Job
 
 from api import create_app
-from shared.migrate import migrate
+from shared.migrate import ensure_database, migrate
 from shared.queue import chunk_job_id
 from tests.exports_support import ApiClient, WorkerPool
 from tests.support import with_dbname
@@ -24,9 +23,7 @@ def big(settings, base_settings, bucket, redis, keys):
 
     dbname = conninfo_to_dict(settings.state_database_url)["dbname"] + "_big"
     url = with_dbname(settings.state_database_url, dbname)
-    with psycopg.connect(base_settings.state_database_url, autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    ensure_database(base_settings.state_database_url, dbname)
     with psycopg.connect(url, autocommit=True) as conn:
         migrate(conn)
         conn.execute("TRUNCATE exports, export_chunks, api_keys")

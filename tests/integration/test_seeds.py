@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from seeds.seed import apply_schema, seed_products, seed_uneven, table_checksum
+from shared.migrate import ensure_database
 from tests.support import with_dbname
 
 
@@ -15,9 +15,7 @@ from tests.support import with_dbname
 def seed_db(settings, base_settings):
     """A database of its own, so reseeding never disturbs the export tests' data."""
     dbname = conninfo_to_dict(settings.state_database_url)["dbname"] + "_seeds"
-    with psycopg.connect(base_settings.state_database_url, autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    ensure_database(base_settings.state_database_url, dbname)
     url = with_dbname(settings.state_database_url, dbname)
     with psycopg.connect(url, autocommit=True) as conn:
         apply_schema(conn)
