@@ -39,7 +39,7 @@ class WorkerPool:
         started = []
         for _ in range(count):
             n = len(self.procs) + 1
-            log = open(self.logs / f"test-worker-{n}.log", "ab")
+            log = open(self.logs / f"test-worker-{self.settings.queue_prefix}-{n}.log", "ab")
             proc = subprocess.Popen([sys.executable, "-m", "worker", "--name", f"test-{os.getpid()}-{n}-{time.time_ns()}"],
                                     cwd=ROOT, env=settings_env(self.settings), stdout=log, stderr=log,
                                     start_new_session=True)

@@ -2,21 +2,31 @@
 
 It listens to the control queue first (plan, finalize, cleanup: short jobs that start or
 finish an export) and then to the chunk queue, so a new export starts while chunks of others
-run. On SIGTERM it finishes or hands back its current chunk within about one block.
+run. On SIGTERM it finishes or hands back its current chunk within about one block. If Redis
+goes away, the worker waits and starts its loop again instead of exiting.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import signal
 import socket
+import time
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 
 from shared.settings import Settings, load_settings
+
+
+log = logging.getLogger("spillway.worker")
+_stop = {"requested": False}
+RESTART_DELAYS_S = (1, 2, 5, 10)  # waits before starting the worker loop again after Redis errors
 
 
 class SpillwayWorker(Worker):
@@ -24,6 +34,7 @@ class SpillwayWorker(Worker):
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
+        _stop["requested"] = True
         if self.horse_pid:
             try:
                 os.kill(self.horse_pid, signal.SIGUSR1)
@@ -57,9 +68,27 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     connection = Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection) for name in (settings.queue_control, settings.queue_chunks)]
-    worker = SpillwayWorker(queues, connection=connection, name=args.name or f"{socket.gethostname()}.{os.getpid()}",
-                            job_monitoring_interval=5)
-    worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+    base_name = args.name or f"{socket.gethostname()}.{os.getpid()}"
+    # RQ's loop ends (it does not retry) when Redis fails outside a dequeue, e.g. while Redis
+    # restarts; run it again, under a new name, until a stop is requested.
+    for incarnation in itertools.count():
+        worker = SpillwayWorker(queues, connection=connection, job_monitoring_interval=5,
+                                name=base_name if incarnation == 0 else f"{base_name}.{incarnation}")
+        try:
+            worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.error("worker loop stopped by a Redis error: %s", exc)
+        if _stop["requested"] or args.burst:
+            return
+        signal.signal(signal.SIGTERM, lambda *_: _stop.update(requested=True))
+        signal.signal(signal.SIGINT, lambda *_: _stop.update(requested=True))
+        delay = RESTART_DELAYS_S[min(incarnation, len(RESTART_DELAYS_S) - 1)]
+        log.warning("worker loop ended without a stop request (Redis away?); starting again in %d s", delay)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline and not _stop["requested"]:
+            time.sleep(0.1)
+        if _stop["requested"]:
+            return
 
 
 if __name__ == "__main__":

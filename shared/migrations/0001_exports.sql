@@ -29,7 +29,6 @@ CREATE TABLE IF NOT EXISTS exports (
     upload_id        text,
     object_bytes     bigint,
     error            text,
-    finalizing       boolean     NOT NULL DEFAULT false,
     idempotency_key  text,
     request_hash     text,
     created_at       timestamptz NOT NULL DEFAULT now(),

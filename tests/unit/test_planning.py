@@ -1,0 +1,53 @@
+"""Cutting runs into chunks: every non-last chunk reaches the minimum; nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from shared.exports_repo import ATTEMPT_SLOTS, upload_part_number
+from shared.planning import merge_buckets
+
+MIN = 8 * 2**20
+
+
+def random_runs(rng: random.Random, count: int) -> list[tuple[int, int, int]]:
+    """Key-ordered runs with very uneven sizes: tiny, ordinary and huge."""
+    key, runs = 0, []
+    for _ in range(count):
+        key += rng.randint(1, 1000)
+        size = rng.choice([rng.randint(1, 100), rng.randint(10_000, 2 * 2**20), rng.randint(5 * 2**20, 40 * 2**20)])
+        runs.append((key, rng.randint(1, 500), size))
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_non_last_chunks_reach_the_minimum_and_cover_every_run_once(seed):
+    runs = random_runs(random.Random(seed), 300)
+    chunks = merge_buckets(runs, MIN)
+    assert all(c.min_bytes >= MIN for c in chunks[:-1])
+    assert [c.part_number for c in chunks] == list(range(1, len(chunks) + 1))
+    assert chunks[0].lo is None and chunks[-1].hi == runs[-1][0]
+    assert all(a.hi == b.lo for a, b in zip(chunks, chunks[1:]))  # contiguous (lo, hi] ranges
+    assert sum(c.rows for c in chunks) == sum(r[1] for r in runs)
+    assert sum(c.min_bytes for c in chunks) == sum(r[2] for r in runs)
+
+
+def test_small_and_empty_exports():
+    assert [(c.lo, c.hi, c.rows) for c in merge_buckets([(5, 3, 100)], MIN)] == [(None, 5, 3)]
+    empty = merge_buckets([], MIN)
+    assert len(empty) == 1 and empty[0].rows == 0 and empty[0].hi is None
+
+
+def test_a_small_remainder_joins_the_last_chunk():
+    chunks = merge_buckets([(10, 1, MIN), (20, 1, 10)], MIN)
+    assert [(c.lo, c.hi, c.min_bytes) for c in chunks] == [(None, 20, MIN + 10)]
+
+
+def test_each_attempt_writes_its_own_s3_part():
+    seen = {upload_part_number(n, a) for n in range(1, 1001) for a in range(1, ATTEMPT_SLOTS + 1)}
+    assert len(seen) == 1000 * ATTEMPT_SLOTS and max(seen) == 10_000 and min(seen) == 1
+    assert upload_part_number(3, 1) < upload_part_number(3, 2) < upload_part_number(4, 1)  # part order kept
+    with pytest.raises(ValueError):
+        upload_part_number(1, ATTEMPT_SLOTS + 1)
