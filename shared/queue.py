@@ -1,8 +1,8 @@
 """Enqueuing export jobs on RQ, by dotted path (the API never imports worker code).
 
 Invariant: job ids are derived from the export id (``export-<id>-plan``,
-``export-<id>-part-00007``, ``export-<id>-finalize``) and every description names the
-export, so an operator can go from a job in rq-dashboard to ``POST /exports/<id>/cancel``;
+``export-<id>-part-00007`` and its replacements ``…-r1``, ``export-<id>-finalize-1``,
+``export-<id>-cleanup``) and every description names the export, so an operator can go from a job in rq-dashboard to ``POST /exports/<id>/cancel``;
 jobs carry ids only, never objects.
 """
 
