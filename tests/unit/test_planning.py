@@ -51,3 +51,17 @@ def test_each_attempt_writes_its_own_s3_part():
     assert upload_part_number(3, 1) < upload_part_number(3, 2) < upload_part_number(4, 1)  # part order kept
     with pytest.raises(ValueError):
         upload_part_number(1, ATTEMPT_SLOTS + 1)
+
+
+def test_key_filters_narrow_the_planned_key_range():
+    from shared.planning import filtered_key_range
+    from shared.spec import parse_spec
+
+    spec = parse_spec({"dataset": "products", "filters": {"id": {"gt": 10, "lte": 500}, "price": {"gte": 1}}})
+    assert filtered_key_range(spec, "id", 1, 5_000_000) == (11, 500)
+    assert filtered_key_range(parse_spec({"dataset": "products", "filters": {"id": {"in": [9, 3, 70]}}}),
+                              "id", 1, 50) == (3, 50)
+    assert filtered_key_range(parse_spec({"dataset": "products"}), "id", 1, 99) == (1, 99)
+    low, high = filtered_key_range(parse_spec({"dataset": "products", "filters": {"id": {"gt": 10, "lt": 5}}}),
+                                   "id", 1, 99)
+    assert low > high  # nothing can match: the plan is one empty chunk
