@@ -41,8 +41,8 @@ key: venv           ## a new API key: make key OWNER=alice (the key is the last 
 migrate: venv
 	$(PY) -m shared.migrate
 
-bench: up          ## speed, memory, scaling and API figures (bench/results/*.json)
-	$(PY) -m bench.run
+bench: up          ## speed, memory, scaling and API figures (bench/results/*.json); ARGS=--quick
+	$(PY) -m bench.run $(ARGS)
 
 clean: down
 	rm -rf .data

@@ -17,6 +17,7 @@ from shared.query import buckets, key_bounds
 from shared.spec import ExportSpec
 
 TARGET_BUCKETS = 4096  # key buckets of the first pass: fine enough for chunks of 8 MiB up to ~30 GB
+MIN_BUCKET_KEYS = 64  # small ranges (the inline tier) get few buckets: each one is a query
 REFINE_FACTOR = 256  # a bucket too big for the chunk size is split this many times finer
 # S3 allows 10,000 parts; each chunk reserves 10 part numbers (one per attempt, for fencing).
 MAX_CHUNKS = 1_000
@@ -132,7 +133,7 @@ def plan_export(conn: psycopg.Connection, dataset: Dataset, spec: ExportSpec, mi
     first, last = filtered_key_range(spec, dataset.key, low, hwm)
     if first > last:
         return Plan(hwm, tuple(merge_buckets([], min_bytes)))
-    step = max(1, -(-(last - first + 1) // TARGET_BUCKETS))
+    step = max(MIN_BUCKET_KEYS, -(-(last - first + 1) // TARGET_BUCKETS))
     runs = _runs(conn, dataset, spec, first - 1, last, first, step, max(1, min_bytes // 2))
     chunks = merge_buckets(runs, min_bytes)
     if len(chunks) > MAX_CHUNKS:
