@@ -35,7 +35,8 @@ def init_app(app: Flask) -> None:
         code = (exc.name or "error").lower().replace(" ", "_")
         response = jsonify(_error_body(code, exc.description or exc.name))
         response.status_code = exc.code or 500
+        original = exc.get_response().headers
         for header in ("Allow", "Retry-After", "Location"):
-            if exc.get_response().headers.get(header):
-                response.headers[header] = exc.get_response().headers[header]
+            if original.get(header):
+                response.headers[header] = original[header]
         return response

@@ -19,9 +19,9 @@ from api.inline import inline_response
 from api.views import export_json
 from shared import exports_repo as repo
 from shared.datasets import REGISTRY
-from shared.db import cancel_export_queries, connect_source
+from shared.db import connect_source
 from shared.query import count_capped
-from shared.queue import admit, cancel_key, enqueue_cleanup
+from shared.queue import admit, enqueue_cleanup, stop_running_work
 from shared.spec import SpecError, parse_spec
 
 bp = Blueprint("exports", __name__)
@@ -149,8 +149,7 @@ def cancel(export_id: str):
             raise ApiError(409, "already_finished", f"export {export_id} is {current['status']}",
                            export_status=current["status"])
         # Running chunks see the flag at their next block; their queries are cancelled now.
-        redis.set(cancel_key(s, export["id"]), repr(time.time()), ex=7 * 86400)
-        cancel_export_queries(s, export["id"])
+        stop_running_work(redis, s, export["id"])
         if cancelled["upload_id"]:
             enqueue_cleanup(redis, s, export["id"])
         admit(conn, redis, s, cancelled["owner"])

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from flask import Response, stream_with_context
 
-from shared.db import connect_source
+from shared.db import connect_source, copy_blocks
 from shared.planning import plan_export
 from shared.query import chunk_copy, header_bytes
 from shared.settings import Settings
@@ -36,15 +36,8 @@ def inline_response(settings: Settings, spec: ExportSpec) -> Response:
                 if chunk.rows == 0:
                     continue
                 query, params = chunk_copy(spec.source, spec, chunk.lo, chunk.hi)
-                block = bytearray()
-                with conn.cursor() as cur, cur.copy(query, params) as copy:
-                    for data in copy:
-                        block += data
-                        if len(block) >= BLOCK_BYTES:
-                            yield bytes(block)
-                            block.clear()
-                if block:
-                    yield bytes(block)
+                with conn.cursor() as cur:
+                    yield from (bytes(block) for block in copy_blocks(cur, query, params, BLOCK_BYTES))
         finally:
             conn.close()
 

@@ -9,6 +9,8 @@ find and stop any query of an export in ``pg_stat_activity``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import psycopg
 from psycopg.rows import dict_row
 
@@ -40,6 +42,24 @@ def connect_source(settings: Settings, purpose: str = "spillway", **kwargs: obje
         connect_timeout=5,
         **kwargs,
     )
+
+
+def copy_blocks(cur: psycopg.Cursor, query: object, params: object, block_bytes: int) -> Iterator[bytearray]:
+    """Run a ``COPY ... TO STDOUT`` and yield its output joined into blocks of ``block_bytes``.
+
+    libpq hands COPY output over one row at a time; blocks keep the callers' per-write work
+    (hashing, socket writes, checks) proportional to bytes, not rows. ``cur.rowcount`` holds the
+    row count once the generator is exhausted.
+    """
+    block = bytearray()
+    with cur.copy(query, params) as copy:
+        for data in copy:
+            block += data
+            if len(block) >= block_bytes:
+                yield block
+                block = bytearray()
+    if block:
+        yield block
 
 
 def cancel_export_queries(settings: Settings, export_id: object) -> int:

@@ -213,28 +213,23 @@ def complete_export(conn: psycopg.Connection, export_id: uuid.UUID, object_bytes
         (object_bytes, rows, rows, ttl_s, export_id, finalize_attempt)).fetchone() is not None
 
 
-def cancel_export(conn: psycopg.Connection, export_id: uuid.UUID) -> Row | None:
-    """queued/running → cancelled; its unfinished chunks are cancelled too (fencing out their writes).
-
-    Returns the row, or None when the export was not queued or running.
-    """
+def _end_export(conn: psycopg.Connection, export_id: uuid.UUID, status: str, error: str | None) -> Row | None:
+    """queued/running → ``status``; its unfinished chunks are cancelled too (fencing out their writes)."""
     with conn.transaction():
         row = conn.execute(
-            "UPDATE exports SET status = 'cancelled', finished_at = now(), updated_at = now()"
-            " WHERE id = %s AND status IN ('queued', 'running') RETURNING *", (export_id,)).fetchone()
+            "UPDATE exports SET status = %s, error = coalesce(%s, error), finished_at = now(), updated_at = now()"
+            " WHERE id = %s AND status IN ('queued', 'running') RETURNING *", (status, error, export_id)).fetchone()
         if row is not None:
             conn.execute("UPDATE export_chunks SET status = 'cancelled', lease_expires_at = NULL"
                          " WHERE export_id = %s AND status IN ('pending', 'running')", (export_id,))
     return row
+
+
+def cancel_export(conn: psycopg.Connection, export_id: uuid.UUID) -> Row | None:
+    """queued/running → cancelled; return the row, or None when it was not queued or running."""
+    return _end_export(conn, export_id, "cancelled", None)
 
 
 def fail_export(conn: psycopg.Connection, export_id: uuid.UUID, error: str) -> Row | None:
     """queued/running → failed with ``error``; return the row (for cleanup) or None if terminal."""
-    with conn.transaction():
-        row = conn.execute(
-            "UPDATE exports SET status = 'failed', error = %s, finished_at = now(), updated_at = now()"
-            " WHERE id = %s AND status IN ('queued', 'running') RETURNING *", (error[:2000], export_id)).fetchone()
-        if row is not None:
-            conn.execute("UPDATE export_chunks SET status = 'cancelled', lease_expires_at = NULL"
-                         " WHERE export_id = %s AND status IN ('pending', 'running')", (export_id,))
-    return row
+    return _end_export(conn, export_id, "failed", error[:2000])

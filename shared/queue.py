@@ -8,6 +8,7 @@ jobs carry ids only, never objects.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import psycopg
@@ -32,6 +33,15 @@ def _retry(settings: Settings) -> Retry:
 def cancel_key(settings: Settings, export_id: uuid.UUID | str) -> str:
     """The Redis key whose presence tells running chunks of an export to stop."""
     return f"{settings.queue_prefix}:cancel:{export_id}"
+
+
+def stop_running_work(redis: Redis, settings: Settings, export_id: uuid.UUID | str) -> None:
+    """Tell an ended export's running chunks to stop (a flag they check at every block) and
+    cancel its queries now."""
+    from shared.db import cancel_export_queries
+
+    redis.set(cancel_key(settings, export_id), repr(time.time()), ex=7 * 86400)
+    cancel_export_queries(settings, export_id)
 
 
 def reads_limit(settings: Settings) -> RateLimit:

@@ -23,7 +23,7 @@ import psycopg
 from redis import Redis
 
 from shared import exports_repo as repo
-from shared.db import connect_source, connect_state
+from shared.db import connect_source, connect_state, copy_blocks
 from shared.query import chunk_copy, header_bytes
 from shared.queue import cancel_key, enqueue_chunks, enqueue_finalize, fill_window
 from shared.settings import Settings
@@ -104,25 +104,20 @@ def read_chunk(settings: Settings, spec: ExportSpec, export_id: uuid.UUID, part_
     Part 1 starts with the optional BOM and the header row.
     """
     md5 = hashlib.md5()
-    size = 0
-    block = bytearray(header_bytes(spec) if part_number == 1 else b"")
+    header = header_bytes(spec) if part_number == 1 else b""
+    out.write(header)
+    md5.update(header)
+    size = len(header)
     query, params = chunk_copy(spec.source, spec, lo, hi)
     with connect_source(settings, f"spillway:export:{export_id}:part:{part_number}") as source:
         with source.cursor() as cur:
-            with cur.copy(query, params) as copy:
-                for data in copy:
-                    block += data
-                    if len(block) >= BLOCK_BYTES:
-                        out.write(block)
-                        md5.update(block)
-                        size += len(block)
-                        block.clear()
-                        if watch is not None:
-                            watch.check(size)
+            for block in copy_blocks(cur, query, params, BLOCK_BYTES):
+                out.write(block)
+                md5.update(block)
+                size += len(block)
+                if watch is not None:
+                    watch.check(size)
             rows = cur.rowcount
-    out.write(block)
-    md5.update(block)
-    size += len(block)
     return rows, size, md5.digest()
 
 
@@ -173,12 +168,11 @@ def export_chunk(settings: Settings, redis: Redis, export_id: uuid.UUID, part_nu
         recorded, finalize = repo.record_part(state, export_id, part_number, chunk["attempt"], etag, rows, size)
         if recorded and not finalize:
             fill_window(state, redis, settings, export_id)
-        finalize_attempt = repo.get_export(state, export_id)["finalize_attempt"] + 1 if finalize else 0
     cancelled = watch.cancelled_at()
     if meta is not None and cancelled is not None:
         meta["bytes_after_cancel"] = watch.bytes_after(cancelled, size)
     if finalize:
-        enqueue_finalize(redis, settings, export_id, finalize_attempt)
+        enqueue_finalize(redis, settings, export_id)  # attempt 1: nothing could claim before this part
     if not recorded:
         # Cancelled or superseded while uploading: this part may have landed after the abort.
         if cancelled is not None:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import logging
 import resource
-import time
 import uuid
 from collections.abc import Callable
 
 from rq import get_current_job
 
 from shared import exports_repo as repo
-from shared.db import cancel_export_queries, connect_state
-from shared.queue import admit, cancel_key
+from shared.db import connect_state
+from shared.queue import admit, stop_running_work
 from worker import runtime
 from worker.chunks import export_chunk as run_chunk
 from worker.cleanup import cleanup
@@ -39,8 +38,7 @@ def fail_export(export_id: uuid.UUID, error: str) -> None:
             admit(state, runtime.redis(), settings, row["owner"])
     if row is None:
         return
-    runtime.redis().set(cancel_key(settings, export_id), repr(time.time()), ex=7 * 86400)
-    cancel_export_queries(settings, export_id)
+    stop_running_work(runtime.redis(), settings, export_id)
     abort_upload(settings, row["object_key"], row["upload_id"])
     log.error("export %s failed: %s", export_id, error)
 
