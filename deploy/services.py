@@ -8,6 +8,7 @@ never stopped by us; a service we start keeps its data under ``.data/`` and its 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 import socket
@@ -131,30 +132,49 @@ def _check_pg_login(settings: Settings) -> None:
                              "Create that role and database, or point SPILLWAY_*_DATABASE_URL elsewhere.") from None
 
 
+def _pg_home() -> Path:
+    """Where the private cluster lives: ``.data/pg``, or a link from there when the server's
+    user cannot reach the checkout.
+
+    PostgreSQL runs as ``postgres`` when we are root; a checkout under a directory only root
+    may enter (``mktemp -d`` makes those) is out of its reach, so the cluster then lives under
+    ``/var/tmp/spillway-pg-<hash of the checkout path>`` and ``.data/pg`` links to it.
+    """
+    if PG_DIR.is_symlink() or PG_DIR.is_dir() or os.geteuid() != 0:
+        return PG_DIR.resolve()
+    DATA.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(DATA)], cwd="/").returncode == 0:
+        PG_DIR.mkdir()
+        return PG_DIR
+    home = Path("/var/tmp") / f"spillway-pg-{hashlib.sha1(str(ROOT).encode()).hexdigest()[:12]}"
+    home.mkdir(exist_ok=True)
+    PG_DIR.symlink_to(home, target_is_directory=True)
+    say(f"postgres: {ROOT} is out of the postgres user's reach; the cluster lives in {home}")
+    return home
+
+
 def _start_private_cluster(bindir: Path, port: int) -> None:
-    data = PG_DIR / "data"
-    sock = PG_DIR / "run"
-    for d in (PG_DIR, sock):
+    home = _pg_home()
+    data, sock = home / "data", home / "run"
+    log = LOGS / "postgres.log" if home == PG_DIR else home / "postgres.log"
+    for d in (home, sock, LOGS):
         d.mkdir(parents=True, exist_ok=True)
+    log.touch()
     if os.geteuid() == 0:
-        shutil.chown(PG_DIR, "postgres")
-        shutil.chown(sock, "postgres")
-        # The server process must be able to write its log file.
-        LOGS.mkdir(parents=True, exist_ok=True)
-        (LOGS / "postgres.log").touch()
-        shutil.chown(LOGS / "postgres.log", "postgres")
+        for path in (home, sock, log):  # the server process writes these
+            shutil.chown(path, "postgres")
     if not (data / "PG_VERSION").exists():
         say(f"postgres: initdb {data}")
         subprocess.run(_as_pg_owner([str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
                                      "--auth-local=trust", "--auth-host=scram-sha-256",
                                      "-E", "UTF8", "--locale=C.UTF-8"]),
-                       check=True, stdout=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, cwd="/")
     options = (f"-p {port} -c listen_addresses=127.0.0.1 -k {sock} -c max_connections=200 "
                "-c shared_buffers=256MB -c wal_level=minimal -c max_wal_senders=0")
     say(f"postgres: starting a private cluster on 127.0.0.1:{port}")
-    subprocess.run(_as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(LOGS / "postgres.log"),
+    subprocess.run(_as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log),
                                  "-o", options, "-w", "-t", "60", "start"]),
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, cwd="/")
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / "postgres.pid").write_text((data / "postmaster.pid").read_text().split()[0] + "\n")
 
@@ -176,13 +196,13 @@ def _bootstrap_roles(settings: Settings, port: int) -> None:
 
 def stop_postgres() -> None:
     """Stop the private cluster if we started it."""
-    data = PG_DIR / "data"
+    data = (PG_DIR / "data").resolve()
     if not (data / "postmaster.pid").exists():
         return
     bindir = _pg_bindir()
     say("postgres: stopping")
     subprocess.run(_as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                   stdout=subprocess.DEVNULL, check=False)
+                   stdout=subprocess.DEVNULL, check=False, cwd="/")
     (RUN / "postgres.pid").unlink(missing_ok=True)
 
 
