@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv up down status demo test test-fast seed key migrate bench clean
+.PHONY: venv up down status demo lint test test-fast seed key migrate bench clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -24,12 +24,18 @@ status: venv
 demo: up            ## the main job: a 1,000,000-row export through the real stack
 	$(PY) -m client.demo
 
-test: venv          ## everything the tests need is brought up first; all tests run
+lint: venv          ## ruff (lint, import order, format) and mypy, as configured in pyproject.toml
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint          ## lint first; everything the tests need is brought up; all tests run
 	$(PY) -m deploy.stack up --deps-only
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: venv     ## unit tests only (no services)
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+test-fast: venv     ## unit tests and the state-machine tests (PostgreSQL, no worker processes), in seconds
+	$(PY) -m deploy.stack up --deps-only
+	$(PY) -m pytest tests/unit tests/state $(PYTEST_ARGS)
 
 seed: venv          ## reseed: make seed ROWS=1000000 SEED=42
 	$(PY) -m seeds.seed --rows $(or $(ROWS),1000000) --seed $(or $(SEED),42)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from shared.settings import Settings, load_settings
 
@@ -15,7 +16,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     """
     app = Flask(__name__)
     app.config["SPILLWAY"] = settings or load_settings()
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False  # fields in the order the views build them
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 
-from shared.db import connect_state
+from shared.db import connect_state, process_label
 from shared.keys import create_key
 
 
@@ -23,11 +23,12 @@ def keys() -> None:
 @click.option("--admin", is_flag=True, help="an operator's key: may cancel any owner's export")
 def create(owner: str, admin: bool) -> None:
     """Create a key for OWNER and print it as the last line (it is not shown again)."""
-    with connect_state(current_app.config["SPILLWAY"], "spillway:cli") as conn:
+    with connect_state(current_app.config["SPILLWAY"], process_label("cli")) as conn:
         try:
             key = create_key(conn, owner, admin)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="OWNER") from None
-    click.echo(f"created {'an admin' if admin else 'a'} key for owner {owner!r}; store it now, it is shown once:",
-               err=True)
+    click.echo(
+        f"created {'an admin' if admin else 'a'} key for owner {owner!r}; store it now, it is shown once:", err=True
+    )
     click.echo(key)

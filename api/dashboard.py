@@ -44,8 +44,9 @@ def create_dashboard(settings: Settings | None = None) -> Flask:
     @app.before_request
     def require_login():
         if not _authorized(settings):
-            return Response("authentication required\n", 401,
-                            {"WWW-Authenticate": 'Basic realm="spillway rq-dashboard"'})
+            return Response(
+                "authentication required\n", 401, {"WWW-Authenticate": 'Basic realm="spillway rq-dashboard"'}
+            )
         return None
 
     return app

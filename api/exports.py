@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
 import uuid
 from datetime import datetime
 
@@ -19,9 +18,11 @@ from api.inline import inline_response
 from api.views import export_json
 from shared import exports_repo as repo
 from shared.datasets import REGISTRY
-from shared.db import connect_source
+from shared.db import connect_source, process_label
+from shared.lifecycle import admit, end_export
+from shared.models import Export, ExportStatus
 from shared.query import count_capped
-from shared.queue import admit, enqueue_cleanup, stop_running_work
+from shared.records import fetch_value
 from shared.spec import SpecError, parse_spec
 
 bp = Blueprint("exports", __name__)
@@ -58,28 +59,36 @@ def create_export():
     key = _idempotency_key()  # validated first: a bad header is a 400 whatever the tier
     if spec.delivery != "async":
         query, params = count_capped(spec.source, spec, s.inline_max_rows + 1)
-        with connect_source(s, "spillway:api:count") as conn:
-            matching = conn.execute(query, params).fetchone()[0]
+        with connect_source(s, process_label("api:count")) as conn:
+            matching = fetch_value(conn, query, params) or 0
         if matching <= s.inline_max_rows:
             return inline_response(s, spec)
         if spec.delivery == "inline":
-            raise ApiError(400, "too_many_rows_for_inline",
-                           f"more than {s.inline_max_rows} rows match; use delivery 'async' or 'auto'",
-                           field="delivery")
+            raise ApiError(
+                400,
+                "too_many_rows_for_inline",
+                f"more than {s.inline_max_rows} rows match; use delivery 'async' or 'auto'",
+                field="delivery",
+            )
     owner = current_principal().owner
     with resources().state_pool.connection() as conn:
         export, created = repo.create_export(conn, owner, spec, key)
         if not created:
-            if export["request_hash"] != repo.request_hash(spec):
-                raise ApiError(422, "idempotency_key_reused",
-                               "this Idempotency-Key was used with a different request", export_id=str(export["id"]))
+            if export.request_hash != repo.request_hash(spec):
+                raise ApiError(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request",
+                    export_id=str(export.id),
+                )
             return _accepted(export, replayed=True)
         try:
             admit(conn, resources().redis, s, owner)
         except RedisError as exc:
             # Postgres holds the export; the reconciler enqueues it once Redis is back.
-            current_app.logger.warning("export %s: queue unavailable (%s); the reconciler will enqueue it",
-                                       export["id"], exc)
+            current_app.logger.warning(
+                "export %s: queue unavailable (%s); the reconciler will enqueue it", export.id, exc
+            )
     return _accepted(export)
 
 
@@ -88,22 +97,23 @@ def _idempotency_key() -> str | None:
     if key is None:
         return None
     if not 1 <= len(key) <= 200 or not key.isprintable():
-        raise ApiError(400, "invalid_request", "Idempotency-Key must be 1-200 printable characters",
-                       field="Idempotency-Key")
+        raise ApiError(
+            400, "invalid_request", "Idempotency-Key must be 1-200 printable characters", field="Idempotency-Key"
+        )
     return key
 
 
-def _accepted(export: dict, replayed: bool = False):
+def _accepted(export: Export, replayed: bool = False):
     """202 with the export and its Location (also when an idempotent request is replayed)."""
     response = jsonify(export_json(export, settings()))
     response.status_code = 202
-    response.headers["Location"] = url_for("exports.get_export", export_id=export["id"])
+    response.headers["Location"] = url_for("exports.get_export", export_id=export.id)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-def _owned_export(export_id: str, admin_sees_all: bool = False) -> dict:
+def _owned_export(export_id: str, admin_sees_all: bool = False) -> Export:
     principal = current_principal()
     owner = None if admin_sees_all and principal.is_admin else principal.owner
     with resources().state_pool.connection() as conn:
@@ -125,11 +135,12 @@ def get_export(export_id: str):
 def download(export_id: str):
     """302 to a presigned URL when completed; 410 when expired; 409 otherwise."""
     export = _owned_export(export_id)
-    if export["status"] == "expired":
+    if export.status == ExportStatus.EXPIRED:
         raise ApiError(410, "expired", f"export {export_id} has expired and its file was deleted")
-    if export["status"] != "completed":
-        raise ApiError(409, "not_ready", f"export {export_id} is {export['status']}, not completed",
-                       export_status=export["status"])
+    if export.status != ExportStatus.COMPLETED:
+        raise ApiError(
+            409, "not_ready", f"export {export_id} is {export.status}, not completed", export_status=export.status
+        )
     body = export_json(export, settings(), with_download=True)
     return redirect(body["download"]["url"], code=302)
 
@@ -141,19 +152,11 @@ def cancel(export_id: str):
     export = _owned_export(export_id, admin_sees_all=True)
     s, redis = settings(), resources().redis
     with resources().state_pool.connection() as conn:
-        cancelled = repo.cancel_export(conn, export["id"])
-        if cancelled is None:
-            current = repo.get_export(conn, export["id"])
-            if current["status"] == "cancelled":
-                return jsonify(export_json(current, s))
-            raise ApiError(409, "already_finished", f"export {export_id} is {current['status']}",
-                           export_status=current["status"])
-        # Running chunks see the flag at their next block; their queries are cancelled now.
-        stop_running_work(redis, s, export["id"])
-        if cancelled["upload_id"]:
-            enqueue_cleanup(redis, s, export["id"])
-        admit(conn, redis, s, cancelled["owner"])
-    return jsonify(export_json(cancelled, s))
+        cancelled = end_export(conn, redis, s, export.id, ExportStatus.CANCELLED)
+        current = cancelled or repo.get_export(conn, export.id) or export
+    if cancelled is None and current.status != ExportStatus.CANCELLED:
+        raise ApiError(409, "already_finished", f"export {export_id} is {current.status}", export_status=current.status)
+    return jsonify(export_json(current, s))
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
@@ -181,6 +184,5 @@ def list_exports():
     next_cursor = None
     if more:
         last = page[-1]
-        next_cursor = base64.urlsafe_b64encode(f"{last['created_at'].isoformat()}|{last['id']}".encode()).decode()
+        next_cursor = base64.urlsafe_b64encode(f"{last.created_at.isoformat()}|{last.id}".encode()).decode()
     return jsonify({"exports": [export_json(r, settings()) for r in page], "next_cursor": next_cursor})
-

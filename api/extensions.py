@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from redis import Redis
 
+from shared.db import process_label
 from shared.settings import Settings
 
 
@@ -29,8 +30,13 @@ class Resources:
             self.settings.state_database_url,
             min_size=1,
             max_size=8,
-            kwargs={"application_name": "spillway:api", "options": "-c TimeZone=UTC",
-                    "row_factory": dict_row, "connect_timeout": 5, "autocommit": True},
+            kwargs={
+                "application_name": process_label("api"),
+                "options": "-c TimeZone=UTC",
+                "row_factory": dict_row,
+                "connect_timeout": 5,
+                "autocommit": True,
+            },
             timeout=10,
             open=True,
         )

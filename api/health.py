@@ -10,6 +10,7 @@ from flask import Blueprint, jsonify
 from redis import Redis
 
 from api.extensions import settings
+from shared.db import process_label
 from shared.settings import Settings
 from shared.storage import probe_s3_client
 
@@ -17,7 +18,7 @@ bp = Blueprint("health", __name__)
 
 
 def _check_postgres(url: str, timeout: float) -> None:
-    with psycopg.connect(url, connect_timeout=max(1, int(timeout)), application_name="spillway:health") as conn:
+    with psycopg.connect(url, connect_timeout=max(1, int(timeout)), application_name=process_label("health")) as conn:
         conn.execute("SELECT 1")
 
 
@@ -55,8 +56,11 @@ def health():
             probe()
             results[name] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
         except Exception as exc:  # a probe's failure is the answer, whatever its type
-            results[name] = {"ok": False, "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-                             "error": f"{type(exc).__name__}: {exc}"[:300]}
+            results[name] = {
+                "ok": False,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                "error": f"{type(exc).__name__}: {exc}"[:300],
+            }
     down = [name for name, r in results.items() if not r["ok"]]
     body = {"status": "ok" if not down else "unavailable", "down": down, "dependencies": results}
     return jsonify(body), (200 if not down else 503)

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 from flask import Response, stream_with_context
 
-from shared.db import connect_source, copy_blocks
-from shared.planning import plan_export
+from shared.db import connect_source, copy_blocks, process_label
+from shared.filenames import content_disposition
+from shared.planning import cut_plan
 from shared.query import chunk_copy, header_bytes
 from shared.settings import Settings
 from shared.spec import ExportSpec
@@ -22,9 +23,9 @@ BLOCK_BYTES = 64 * 1024  # rows are sent in blocks of this size
 
 def inline_response(settings: Settings, spec: ExportSpec) -> Response:
     """Plan the key ranges now (errors become a normal error answer), then stream them."""
-    conn = connect_source(settings, "spillway:api:inline")
+    conn = connect_source(settings, process_label("api:inline"))
     try:
-        plan = plan_export(conn, spec.source, spec, INLINE_CHUNK_BYTES)
+        plan = cut_plan(conn, spec.source, spec, INLINE_CHUNK_BYTES)
     except BaseException:
         conn.close()
         raise
@@ -41,8 +42,14 @@ def inline_response(settings: Settings, spec: ExportSpec) -> Response:
         finally:
             conn.close()
 
-    safe_name = spec.filename.replace('"', "")
-    return Response(stream_with_context(generate()), status=200, mimetype="text/csv",
-                    headers={"Content-Type": "text/csv; charset=utf-8",
-                             "Content-Disposition": f'attachment; filename="{safe_name}"',
-                             "X-Spillway-Delivery": "inline", "X-Spillway-Rows": str(plan.total_rows)})
+    return Response(
+        stream_with_context(generate()),
+        status=200,
+        mimetype="text/csv",
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": content_disposition(spec.filename),
+            "X-Spillway-Delivery": "inline",
+            "X-Spillway-Rows": str(plan.total_rows),
+        },
+    )

@@ -18,6 +18,7 @@ import uuid
 
 import psycopg
 
+from shared.datasets import REGISTRY
 from shared.query import chunk_copy
 from shared.settings import Settings
 from shared.spec import parse_spec
@@ -37,15 +38,27 @@ def floor_seconds(settings: Settings, body: dict) -> float:
     with psycopg.connect(settings.source_database_url) as conn:
         query, params = chunk_copy(spec.source, spec, None, hi)
         statement = psycopg.ClientCursor(conn).mogrify(query, params)
-    select = statement[len("COPY ("):statement.rindex(") TO STDOUT")]
+    select = statement[len("COPY (") : statement.rindex(") TO STDOUT")]
     for attempt in (1, 2):
         key = f"bench/floor/{uuid.uuid4()}.csv"  # outside the exports prefix: the janitor owns that
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "floor.csv")
             started = time.perf_counter()
-            subprocess.run(["psql", "-q", "-X", settings.source_database_url, "-c", "SET TimeZone = 'UTC'",
-                            "-c", "SET DateStyle = 'ISO'",
-                            "-c", f"\\copy ({select}) TO '{path}' WITH (FORMAT csv, HEADER)"], check=True)
+            subprocess.run(
+                [
+                    "psql",
+                    "-q",
+                    "-X",
+                    settings.source_database_url,
+                    "-c",
+                    "SET TimeZone = 'UTC'",
+                    "-c",
+                    "SET DateStyle = 'ISO'",
+                    "-c",
+                    f"\\copy ({select}) TO '{path}' WITH (FORMAT csv, HEADER)",
+                ],
+                check=True,
+            )
             try:
                 _s3_cp(settings, path, key)
             except RuntimeError:
@@ -63,11 +76,27 @@ def _s3_cp(settings: Settings, path: str, key: str) -> None:
     if not shutil.which("aws"):
         s3_client(settings).upload_file(path, settings.s3_bucket, key)
         return
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=settings.s3_access_key_id,
-               AWS_SECRET_ACCESS_KEY=settings.s3_secret_access_key, AWS_DEFAULT_REGION=settings.s3_region)
-    done = subprocess.run(["aws", "--endpoint-url", settings.s3_endpoint_url, "s3", "cp", path,
-                           f"s3://{settings.s3_bucket}/{key}", "--only-show-errors"],
-                          env=env, capture_output=True, text=True)
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID=settings.s3_access_key_id,
+        AWS_SECRET_ACCESS_KEY=settings.s3_secret_access_key,
+        AWS_DEFAULT_REGION=settings.s3_region,
+    )
+    done = subprocess.run(
+        [
+            "aws",
+            "--endpoint-url",
+            settings.s3_endpoint_url,
+            "s3",
+            "cp",
+            path,
+            f"s3://{settings.s3_bucket}/{key}",
+            "--only-show-errors",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"aws s3 cp failed ({done.returncode}): {(done.stderr + done.stdout).strip()[-800:]}")
 
@@ -78,14 +107,15 @@ def naive_seconds(settings: Settings, rows: int) -> float:
     started = time.perf_counter()
     out = io.StringIO()
     writer = csv.writer(out)
-    columns = ["id", "sku", "name", "description", "category", "status", "price", "quantity", "tags",
-               "tenant_id", "created_at", "updated_at"]
+    columns = list(REGISTRY["products"].column_names)
     writer.writerow(columns)
     with psycopg.connect(settings.source_database_url) as conn:
         offset = 0
         while True:
-            page = conn.execute(f"SELECT {', '.join(columns)} FROM products WHERE id <= %s ORDER BY id"
-                                " LIMIT %s OFFSET %s", (rows, PAGE_ROWS, offset)).fetchall()
+            page = conn.execute(
+                f"SELECT {', '.join(columns)} FROM products WHERE id <= %s ORDER BY id LIMIT %s OFFSET %s",
+                (rows, PAGE_ROWS, offset),
+            ).fetchall()
             if not page:
                 break
             writer.writerows(page)

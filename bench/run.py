@@ -8,30 +8,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
 import subprocess
 import time
 import urllib.error
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
 
 import psycopg
+from redis import Redis
 
 from bench.baselines import floor_seconds, naive_seconds
-from bench.probes import CpuMeter, peak_rss_mb, wrk_polls
-from bench.stack import ROOT, BenchStack, Http, bench_settings, prepare_database
+from bench.probes import CpuMeter, wrk_polls
+from bench.stack import BenchStack, Http, bench_settings, prepare_bench_database
 from shared.keys import create_key
 from shared.settings import load_settings
+from tests.support.jobs import chunk_jobs, reported_peak_rss_mb
+from tests.support.processes import ROOT, peak_rss_mb
 
 RESULTS = ROOT / "bench" / "results"
 
 
 def summary(values: list[float]) -> dict[str, float]:
     """Median, min and max of some measurements."""
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "runs": len(values)}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "runs": len(values),
+    }
 
 
 def show(label: str, s: dict[str, float], unit: str = "s") -> str:
@@ -47,10 +54,15 @@ def machine() -> dict[str, object]:
 
     import moto
 
-    return {"cores": len(__import__("os").sched_getaffinity(0)), "python": platform.python_version(),
-            "kernel": platform.release(), "postgres": version(["psql", "--version"]),
-            "redis": version(["redis-server", "--version"]), "moto": moto.__version__,
-            "memory_gb": round(__import__("os").sysconf("SC_PAGE_SIZE") * __import__("os").sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+    return {
+        "cores": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "postgres": version(["psql", "--version"]),
+        "redis": version(["redis-server", "--version"]),
+        "moto": moto.__version__,
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
 
 
 def run_export(http: Http, body: dict) -> dict[str, object]:
@@ -64,8 +76,13 @@ def run_export(http: Http, body: dict) -> dict[str, object]:
     seconds = time.perf_counter() - started
     if export["status"] != "completed":
         raise RuntimeError(f"export {export['id']} ended {export['status']}: {export['error']}")
-    return {"id": export["id"], "seconds": seconds, "rows": export["progress"]["total_rows"],
-            "bytes": export["object_bytes"], "parts": export["progress"]["parts_total"]}
+    return {
+        "id": export["id"],
+        "seconds": seconds,
+        "rows": export["progress"]["total_rows"],
+        "bytes": export["object_bytes"],
+        "parts": export["progress"]["parts_total"],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,9 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     base = load_settings()
     settings = bench_settings(base)
-    result: dict[str, object] = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat()}
+    result: dict[str, object] = {"machine": machine(), "started": datetime.now(UTC).isoformat()}
     print(f"machine: {result['machine']}", flush=True)
-    prepare_database(base, settings)
+    prepare_bench_database(base, settings)
+    redis = Redis.from_url(settings.redis_url)
     with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
         http = Http(create_key(conn, "bench"))
     stack = BenchStack(settings)
@@ -95,20 +113,35 @@ def main(argv: list[str] | None = None) -> None:
                 run = run_export(http, body)
                 run["cpu"] = meter.stop(run["seconds"])
                 runs.append(run)
-                peaks.append(peak_rss_mb(settings, run["id"], run["parts"]))
+                peaks.append(round(reported_peak_rss_mb(chunk_jobs(redis, run["id"], run["parts"])), 1))
                 floors.append(floor_seconds(settings, body))
-            e2e[label] = {"rows": runs[0]["rows"], "bytes": runs[0]["bytes"], "parts": runs[0]["parts"],
-                          "spillway": summary([r["seconds"] for r in runs]), "floor": summary(floors),
-                          "worker_peak_rss_mb": summary(peaks), "cpu_share": runs[-1]["cpu"]}
+            e2e[label] = {
+                "rows": runs[0]["rows"],
+                "bytes": runs[0]["bytes"],
+                "parts": runs[0]["parts"],
+                "spillway": summary([r["seconds"] for r in runs]),
+                "floor": summary(floors),
+                "worker_peak_rss_mb": summary(peaks),
+                "cpu_share": runs[-1]["cpu"],
+            }
             ratio = e2e[label]["spillway"]["median"] / e2e[label]["floor"]["median"]
             e2e[label]["ratio_to_floor"] = round(ratio, 2)
-            print(show(f"{label} end-to-end", e2e[label]["spillway"]), "|", show("floor (psql \\copy + s3 cp)",
-                  e2e[label]["floor"]), f"| ratio {ratio:.2f}", flush=True)
-            print(f"   {runs[0]['rows']:,} rows, {runs[0]['bytes'] / 1e6:.1f} MB, {runs[0]['parts']} parts, "
-                  f"{runs[0]['rows'] / e2e[label]['spillway']['median']:,.0f} rows/s; "
-                  f"worker peak RSS {e2e[label]['worker_peak_rss_mb']['max']:.1f} MB; CPU {runs[-1]['cpu']}", flush=True)
+            print(
+                show(f"{label} end-to-end", e2e[label]["spillway"]),
+                "|",
+                show("floor (psql \\copy + s3 cp)", e2e[label]["floor"]),
+                f"| ratio {ratio:.2f}",
+                flush=True,
+            )
+            print(
+                f"   {runs[0]['rows']:,} rows, {runs[0]['bytes'] / 1e6:.1f} MB, {runs[0]['parts']} parts, "
+                f"{runs[0]['rows'] / e2e[label]['spillway']['median']:,.0f} rows/s; "
+                f"worker peak RSS {e2e[label]['worker_peak_rss_mb']['max']:.1f} MB; CPU {runs[-1]['cpu']}",
+                flush=True,
+            )
         result["end_to_end"] = e2e
-        result["api_peak_rss_mb"] = round(max(peak_rss_mb_of_pids(stack.api_pids()) or [0]), 1)
+        api_peaks = [peak for peak in map(peak_rss_mb, stack.api_pids()) if peak is not None]
+        result["api_peak_rss_mb"] = round(max(api_peaks or [0]), 1)
         print(f"API (gunicorn, all processes) peak RSS: {result['api_peak_rss_mb']} MB", flush=True)
 
         if not args.quick:
@@ -116,8 +149,11 @@ def main(argv: list[str] | None = None) -> None:
             result["naive_1M"] = summary(naive)
             speedup = result["naive_1M"]["median"] / e2e["1M"]["spillway"]["median"]
             result["speedup_over_naive"] = round(speedup, 1)
-            print(show("naive baseline 1M (LIMIT/OFFSET + csv.writer + one PUT)", result["naive_1M"]),
-                  f"| Spillway is {speedup:.1f}x faster", flush=True)
+            print(
+                show("naive baseline 1M (LIMIT/OFFSET + csv.writer + one PUT)", result["naive_1M"]),
+                f"| Spillway is {speedup:.1f}x faster",
+                flush=True,
+            )
 
             scaling = {}
             for count in (1, 2, 4):
@@ -129,8 +165,11 @@ def main(argv: list[str] | None = None) -> None:
                     cpu = meter.stop(run["seconds"])
                     times.append(run["seconds"])
                 scaling[f"{count} workers"] = {"seconds": summary(times), "cpu_share": cpu}
-                print(show(f"5M with {count} worker(s)", scaling[f"{count} workers"]["seconds"]), f"| CPU {cpu}",
-                      flush=True)
+                print(
+                    show(f"5M with {count} worker(s)", scaling[f"{count} workers"]["seconds"]),
+                    f"| CPU {cpu}",
+                    flush=True,
+                )
             result["scaling_5M"] = scaling
             stack.scale_workers(2)
 
@@ -138,21 +177,9 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stack.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"bench-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out = RESULTS / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"written: {out.relative_to(ROOT)}")
-
-
-def peak_rss_mb_of_pids(pids: list[int]) -> list[float]:
-    peaks = []
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks.append(int(line.split()[1]) / 1024)
-        except OSError:
-            continue
-    return peaks
 
 
 def api_figures(http: Http, stack: BenchStack, big: dict) -> dict[str, object]:
@@ -165,8 +192,11 @@ def api_figures(http: Http, stack: BenchStack, big: dict) -> dict[str, object]:
         latencies.append(time.perf_counter() - started)
         assert status == 200 and data.count(b"\n") >= 10_000
     latencies.sort()
-    inline = {"median_ms": round(statistics.median(latencies) * 1000, 1),
-              "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000, 1), "requests": len(latencies)}
+    inline = {
+        "median_ms": round(statistics.median(latencies) * 1000, 1),
+        "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000, 1),
+        "requests": len(latencies),
+    }
     print(f"inline 10,000 rows: median {inline['median_ms']} ms, p95 {inline['p95_ms']} ms", flush=True)
     if not shutil.which("wrk"):
         subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL)

@@ -72,8 +72,9 @@ class _ReturnEveryResponse(urllib.request.HTTPErrorProcessor):
 def _error_from_body(status: int, reason: str, raw: bytes) -> ApiError:
     try:
         error = json.loads(raw)["error"]
-        return ApiError(status, str(error.get("code") or f"http_{status}"),
-                        str(error.get("message") or reason), error.get("field"))
+        return ApiError(
+            status, str(error.get("code") or f"http_{status}"), str(error.get("message") or reason), error.get("field")
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         snippet = raw.decode("utf-8", "replace").strip()[:200]
         return ApiError(status, f"http_{status}", f"HTTP {status} {reason}" + (f": {snippet}" if snippet else ""))
@@ -98,8 +99,9 @@ class ApiClient:
         """The absolute URL of an API path."""
         return self.base_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
 
-    def open(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None,
-             auth: bool = True) -> http.client.HTTPResponse:
+    def open(
+        self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None, auth: bool = True
+    ) -> http.client.HTTPResponse:
         """Send one request and return the open response (2xx or 3xx) for the caller to read.
 
         Raises:
@@ -132,8 +134,9 @@ class ApiClient:
         try:
             return json.loads(raw)
         except ValueError:
-            raise ApiError(response.status, "bad_response",
-                           f"{method} {path} answered {response.status} without JSON") from None
+            raise ApiError(
+                response.status, "bad_response", f"{method} {path} answered {response.status} without JSON"
+            ) from None
 
     def datasets(self) -> list[dict[str, Any]]:
         """``GET /datasets``: the exportable datasets with their columns."""
@@ -160,9 +163,11 @@ class ApiClient:
         except ApiError as exc:
             if exc.status == 405 or (exc.status == 404 and self._exists(export_id)):
                 raise CancelUnsupportedError(
-                    exc.status, "cancel_unsupported",
+                    exc.status,
+                    "cancel_unsupported",
                     f"this server does not support cancelling exports yet (POST {path} answered "
-                    f"{exc.status}); export {export_id} keeps running") from None
+                    f"{exc.status}); export {export_id} keeps running",
+                ) from None
             raise
 
     def _exists(self, export_id: str) -> bool:
@@ -214,8 +219,9 @@ def _s3_message(raw: bytes) -> str:
     return f"{found.group(1)}: {found.group(2)}" if found else text.strip()[:200]
 
 
-def fetch_to_file(url: str, path: Path, on_progress: ProgressCallback | None = None,
-                  timeout: float = DEFAULT_TIMEOUT_S) -> int:
+def fetch_to_file(
+    url: str, path: Path, on_progress: ProgressCallback | None = None, timeout: float = DEFAULT_TIMEOUT_S
+) -> int:
     """Download a presigned URL to ``path`` without any credentials; return the bytes written.
 
     Raises:
@@ -227,8 +233,9 @@ def fetch_to_file(url: str, path: Path, on_progress: ProgressCallback | None = N
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        raise DownloadError(f"download from {host} failed: HTTP {exc.code} "
-                            f"{_s3_message(exc.read(ERROR_BODY_LIMIT))}") from None
+        raise DownloadError(
+            f"download from {host} failed: HTTP {exc.code} {_s3_message(exc.read(ERROR_BODY_LIMIT))}"
+        ) from None
     except OSError as exc:
         raise ApiConnectionError(f"cannot reach the download host {host}: {getattr(exc, 'reason', exc)}") from None
     with response:

@@ -14,13 +14,12 @@ import http.client
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from client.api import ApiClient, ApiConnectionError, ApiError, DownloadError
-from client.export import (DEFAULT_POLL_INTERVAL_S, ExportOutcome, download_export, export_request,
-                           run_export)
+from client.export import DEFAULT_POLL_INTERVAL_S, ExportOutcome, download_export, export_request, run_export
 from client.filters import FilterSyntaxError, build_filters, column_types
 from client.progress import ProgressPrinter, SilentProgress, format_figures
 
@@ -34,18 +33,22 @@ class UsageError(Exception):
 
 def env_defaults() -> dict[str, str | None]:
     """The only place the client reads the environment: the API URL and key defaults."""
-    return {"api_url": os.environ.get("SPILLWAY_API_URL") or DEFAULT_API_URL,
-            "api_key": os.environ.get("SPILLWAY_API_KEY") or None}
+    return {
+        "api_url": os.environ.get("SPILLWAY_API_URL") or DEFAULT_API_URL,
+        "api_key": os.environ.get("SPILLWAY_API_KEY") or None,
+    }
 
 
 def _connection_options(defaults: dict[str, Any] | None) -> argparse.ArgumentParser:
     """``--api-url``/``--api-key``, accepted before or after the subcommand."""
     parser = argparse.ArgumentParser(add_help=False)
     kwargs = (lambda name: {"default": defaults[name]}) if defaults else (lambda name: {"default": argparse.SUPPRESS})
-    parser.add_argument("--api-url", help="API base URL (env SPILLWAY_API_URL, default %s)" % DEFAULT_API_URL,
-                        **kwargs("api_url"))
-    parser.add_argument("--api-key", help="API key (env SPILLWAY_API_KEY; create one with: make key OWNER=<name>)",
-                        **kwargs("api_key"))
+    parser.add_argument(
+        "--api-url", help=f"API base URL (env SPILLWAY_API_URL, default {DEFAULT_API_URL})", **kwargs("api_url")
+    )
+    parser.add_argument(
+        "--api-key", help="API key (env SPILLWAY_API_KEY; create one with: make key OWNER=<name>)", **kwargs("api_key")
+    )
     return parser
 
 
@@ -53,21 +56,30 @@ def build_parser(defaults: dict[str, Any] | None = None) -> argparse.ArgumentPar
     """The argument parser; ``defaults`` replaces :func:`env_defaults` (tests)."""
     defaults = env_defaults() if defaults is None else defaults
     common = _connection_options(None)
-    parser = argparse.ArgumentParser(prog="python -m client.cli", parents=[_connection_options(defaults)],
-                                     description="Spillway client: export PostgreSQL datasets to CSV.")
+    parser = argparse.ArgumentParser(
+        prog="python -m client.cli",
+        parents=[_connection_options(defaults)],
+        description="Spillway client: export PostgreSQL datasets to CSV.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     export = commands.add_parser("export", parents=[common], help="export a dataset to a CSV file and verify it")
     export.add_argument("dataset")
     export.add_argument("--columns", help="comma-separated column names (default: the dataset's defaults)")
-    export.add_argument("--filter", action="append", default=[], metavar="COLUMN=[OP:]VALUE",
-                        help="e.g. category=in:books,toys  price=gte:10  name=contains:ultra (repeatable)")
+    export.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="COLUMN=[OP:]VALUE",
+        help="e.g. category=in:books,toys  price=gte:10  name=contains:ultra (repeatable)",
+    )
     export.add_argument("--filter-json", metavar="JSON", help='filters as JSON, e.g. \'{"price": {"lt": 50}}\'')
     export.add_argument("--delivery", choices=("auto", "inline", "async"), default="auto")
     export.add_argument("--filename", help="the file name the server stores and suggests")
     export.add_argument("--bom", action="store_true", help="start the file with a UTF-8 BOM (for Excel)")
-    export.add_argument("--no-neutralize", action="store_true",
-                        help="do not neutralise spreadsheet formulas (for machine consumers)")
+    export.add_argument(
+        "--no-neutralize", action="store_true", help="do not neutralise spreadsheet formulas (for machine consumers)"
+    )
     export.add_argument("--output", "-o", type=Path, help="file to write (default: the export's file name)")
     export.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL_S, metavar="SECONDS")
     export.add_argument("--cancel-after", type=float, metavar="SECONDS", help="cancel the export after SECONDS")
@@ -95,7 +107,7 @@ def build_parser(defaults: dict[str, Any] | None = None) -> argparse.ArgumentPar
 
 
 def _report(outcome: ExportOutcome, quiet: bool) -> int:
-    if outcome.ok:
+    if outcome.ok and outcome.path is not None:
         print(outcome.path.resolve() if quiet else "\n".join(outcome.summary_lines()))
         return EXIT_OK
     if outcome.path is not None and not quiet:
@@ -119,8 +131,9 @@ def cmd_export(api: ApiClient, args: argparse.Namespace) -> int:
         except FilterSyntaxError as exc:
             raise UsageError(str(exc)) from None
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    request = export_request(args.dataset, columns, filters, args.delivery, args.filename, args.bom,
-                             not args.no_neutralize)
+    request = export_request(
+        args.dataset, columns, filters, args.delivery, args.filename, args.bom, not args.no_neutralize
+    )
     progress = SilentProgress() if args.quiet else ProgressPrinter()
     outcome = run_export(api, request, args.output, progress, args.poll_interval, args.cancel_after)
     return _report(outcome, args.quiet)
@@ -133,10 +146,14 @@ def cmd_download(api: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _describe_export(export: dict[str, Any]) -> list[str]:
-    lines = [f"export    {export['id']}", f"status    {export['status']}", f"dataset   {export.get('dataset')}",
-             f"progress  {format_figures(export).strip()}",
-             f"file      {export.get('filename')}"
-             + (f" ({export['object_bytes']:,} bytes)" if export.get("object_bytes") is not None else "")]
+    lines = [
+        f"export    {export['id']}",
+        f"status    {export['status']}",
+        f"dataset   {export.get('dataset')}",
+        f"progress  {format_figures(export).strip()}",
+        f"file      {export.get('filename')}"
+        + (f" ({export['object_bytes']:,} bytes)" if export.get("object_bytes") is not None else ""),
+    ]
     for label in ("created_at", "started_at", "finished_at", "expires_at"):
         if export.get(label):
             lines.append(f"{label.split('_')[0]:<9} {export[label]}")
@@ -172,9 +189,11 @@ def cmd_list(api: ApiClient, args: argparse.Namespace) -> int:
     for export in page["exports"]:
         progress = export.get("progress") or {}
         total = progress.get("total_rows")
-        print(f"{export['id']}  {export['status']:<9}  {export['dataset']:<12}  "
-              f"{progress.get('percent') or 0:5.1f}%  {(f'{total:,}' if total is not None else '?'):>11} rows  "
-              f"{export.get('created_at')}")
+        print(
+            f"{export['id']}  {export['status']:<9}  {export['dataset']:<12}  "
+            f"{progress.get('percent') or 0:5.1f}%  {(f'{total:,}' if total is not None else '?'):>11} rows  "
+            f"{export.get('created_at')}"
+        )
     if not page["exports"]:
         print("no exports yet")
     return EXIT_OK
@@ -194,18 +213,26 @@ def cmd_datasets(api: ApiClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"export": cmd_export, "status": cmd_status, "cancel": cmd_cancel, "list": cmd_list,
-            "datasets": cmd_datasets, "download": cmd_download}
+COMMANDS = {
+    "export": cmd_export,
+    "status": cmd_status,
+    "cancel": cmd_cancel,
+    "list": cmd_list,
+    "datasets": cmd_datasets,
+    "download": cmd_download,
+}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return the exit code."""
-    args = build_parser().parse_args(argv)
+def run_reporting_errors(action: Callable[[], int], failures: tuple[type[Exception], ...] = ()) -> int:
+    """Run ``action``; print what went wrong and return the exit code for it.
+
+    ``failures`` are more exception types that mean a failed run (exit 1).
+    """
     try:
-        if not args.api_key:
-            raise UsageError("no API key: pass --api-key or set SPILLWAY_API_KEY "
-                             "(create one with: make key OWNER=<name>)")
-        return COMMANDS[args.command](ApiClient(args.api_url, args.api_key), args)
+        return action()
+    except failures as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -224,6 +251,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the exit code."""
+    args = build_parser().parse_args(argv)
+
+    def command() -> int:
+        if not args.api_key:
+            raise UsageError(
+                "no API key: pass --api-key or set SPILLWAY_API_KEY (create one with: make key OWNER=<name>)"
+            )
+        return int(COMMANDS[args.command](ApiClient(args.api_url, args.api_key), args))
+
+    return run_reporting_errors(command)
 
 
 if __name__ == "__main__":

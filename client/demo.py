@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from client.api import ApiClient, ApiConnectionError, ApiError, DownloadError
-from client.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, env_defaults
+from client.api import ApiClient, ApiConnectionError, ApiError
+from client.cli import EXIT_FAILED, EXIT_OK, env_defaults, run_reporting_errors
 from client.export import export_request, run_export
 from client.progress import ProgressPrinter
 
@@ -51,8 +51,12 @@ def describe_health(status: int, body: dict) -> str:
     return "down: " + "; ".join(f"{name} ({(details.get(name) or {}).get('error', 'no detail')})" for name in down)
 
 
-def wait_for_health(api: ApiClient, timeout: float = HEALTH_WAIT_S, clock: Callable[[], float] = time.monotonic,
-                    sleep: Callable[[float], None] = time.sleep) -> None:
+def wait_for_health(
+    api: ApiClient,
+    timeout: float = HEALTH_WAIT_S,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Wait until ``GET /health`` answers 200.
 
     Raises:
@@ -90,8 +94,10 @@ def run_demo(api_url: str, output: Path, owner: str) -> int:
     print("\n".join(outcome.summary_lines()))
     for problem in outcome.problems:
         print(f"error: {problem}", file=sys.stderr)
-    print(f"API key: {key}  (export id {outcome.export_id}; "
-          f"python -m client.cli --api-key {key} status {outcome.export_id})")
+    print(
+        f"API key: {key}  (export id {outcome.export_id}; "
+        f"python -m client.cli --api-key {key} status {outcome.export_id})"
+    )
     if not outcome.ok:
         print("demo FAILED: the exported file was not verified", file=sys.stderr)
         return EXIT_FAILED
@@ -106,14 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", "-o", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--owner", default="demo", help="the owner the demo's API key is made for")
     args = parser.parse_args(argv)
-    try:
-        return run_demo(args.api_url.rstrip("/"), args.output, args.owner)
-    except (DemoError, ApiError, ApiConnectionError, DownloadError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    # An API refusal is a failed demo too (exit 1), not a usage error.
+    return run_reporting_errors(
+        lambda: run_demo(args.api_url.rstrip("/"), args.output, args.owner), failures=(DemoError, ApiError)
+    )
 
 
 if __name__ == "__main__":

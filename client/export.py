@@ -18,11 +18,15 @@ from typing import Any
 
 from client.api import ApiClient, ApiConnectionError, ApiError, fetch_to_file, save_body
 from client.filters import Filters
-from client.progress import (ProgressPrinter, format_bytes, format_download_progress, format_duration,
-                             format_export_progress)
+from client.progress import (
+    ProgressPrinter,
+    format_bytes,
+    format_download_progress,
+    format_duration,
+    format_export_progress,
+)
 from client.verify import verify_file
 
-TERMINAL = ("completed", "failed", "cancelled", "expired")
 POLL_OUTAGE_S = 60.0  # polling rides out an API restart or a brief outage this long before giving up
 DEFAULT_POLL_INTERVAL_S = 0.5
 
@@ -91,12 +95,21 @@ class ExportOutcome:
         ]
 
 
-def export_request(dataset: str, columns: list[str] | None = None, filters: Filters | None = None,
-                   delivery: str = "auto", filename: str | None = None, bom: bool = False,
-                   neutralize_formulas: bool = True) -> dict[str, Any]:
+def export_request(
+    dataset: str,
+    columns: list[str] | None = None,
+    filters: Filters | None = None,
+    delivery: str = "auto",
+    filename: str | None = None,
+    bom: bool = False,
+    neutralize_formulas: bool = True,
+) -> dict[str, Any]:
     """The ``POST /exports`` body; options left at None are omitted so the API's defaults apply."""
-    body: dict[str, Any] = {"dataset": dataset, "delivery": delivery,
-                            "csv": {"bom": bom, "neutralize_formulas": neutralize_formulas}}
+    body: dict[str, Any] = {
+        "dataset": dataset,
+        "delivery": delivery,
+        "csv": {"bom": bom, "neutralize_formulas": neutralize_formulas},
+    }
     if columns:
         body["columns"] = list(columns)
     if filters:
@@ -139,13 +152,16 @@ def _download_reporter(progress: ProgressPrinter, clock: Clock) -> Callable[[int
     return lambda done, total: progress.update(format_download_progress(done, total, clock() - started))
 
 
-def _save_inline(response: Any, output: Path | None, progress: ProgressPrinter, clock: Clock,
-                 started: float) -> ExportOutcome:
+def _save_inline(
+    response: Any, output: Path | None, progress: ProgressPrinter, clock: Clock, started: float
+) -> ExportOutcome:
     name = safe_filename(_disposition_filename(response.headers.get("Content-Disposition")), "export.csv")
-    outcome = ExportOutcome("completed", "inline", path=output or Path(name),
-                            rows_expected=_int_or_none(response.headers.get("X-Spillway-Rows")))
+    path = output or Path(name)
+    outcome = ExportOutcome(
+        "completed", "inline", path=path, rows_expected=_int_or_none(response.headers.get("X-Spillway-Rows"))
+    )
     stream_started = clock()
-    save_body(response, outcome.path, None, _download_reporter(progress, clock))
+    save_body(response, path, None, _download_reporter(progress, clock))
     progress.finish()
     outcome.phases["stream"] = clock() - stream_started
     _verify_into(outcome, clock)
@@ -171,10 +187,16 @@ def _transient(exc: Exception) -> bool:
     return isinstance(exc, ApiConnectionError)
 
 
-def wait_for_export(api: ApiClient, export: dict[str, Any], progress: ProgressPrinter,
-                    poll_interval: float = DEFAULT_POLL_INTERVAL_S, cancel_after: float | None = None,
-                    clock: Clock = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                    started: float | None = None) -> dict[str, Any]:
+def wait_for_export(
+    api: ApiClient,
+    export: dict[str, Any],
+    progress: ProgressPrinter,
+    poll_interval: float = DEFAULT_POLL_INTERVAL_S,
+    cancel_after: float | None = None,
+    clock: Clock = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    started: float | None = None,
+) -> dict[str, Any]:
     """Poll ``GET /exports/<id>`` until the export reaches a terminal status; return its JSON.
 
     Args:
@@ -188,7 +210,7 @@ def wait_for_export(api: ApiClient, export: dict[str, Any], progress: ProgressPr
     started = clock() if started is None else started
     cancel_sent, outage_since = False, None
     progress.update(format_export_progress(export, clock() - started))
-    while export["status"] not in TERMINAL:
+    while not export["finished"]:  # the API says when to stop polling
         sleep(poll_interval)
         try:
             export = api.get_export(export["id"])
@@ -205,7 +227,7 @@ def wait_for_export(api: ApiClient, export: dict[str, Any], progress: ProgressPr
         elapsed = clock() - started
         progress.update(format_export_progress(export, elapsed))
         due = cancel_after is not None and elapsed >= cancel_after
-        if due and not cancel_sent and export["status"] not in TERMINAL:
+        if due and not cancel_sent and not export["finished"]:
             progress.note(f"cancelling export {export['id']} after {format_duration(elapsed)} (--cancel-after)")
             api.cancel_export(export["id"])
             cancel_sent = True
@@ -213,11 +235,23 @@ def wait_for_export(api: ApiClient, export: dict[str, Any], progress: ProgressPr
     return export
 
 
-def _download_completed(export: dict[str, Any], output: Path | None, progress: ProgressPrinter, clock: Clock,
-                        started: float, phases: dict[str, float]) -> ExportOutcome:
+def _download_completed(
+    export: dict[str, Any],
+    output: Path | None,
+    progress: ProgressPrinter,
+    clock: Clock,
+    started: float,
+    phases: dict[str, float],
+) -> ExportOutcome:
     progress_json = export.get("progress") or {}
-    outcome = ExportOutcome(export["status"], "async", export_id=export["id"], phases=phases,
-                            rows_expected=progress_json.get("total_rows"), bytes_expected=export.get("object_bytes"))
+    outcome = ExportOutcome(
+        export["status"],
+        "async",
+        export_id=export["id"],
+        phases=phases,
+        rows_expected=progress_json.get("total_rows"),
+        bytes_expected=export.get("object_bytes"),
+    )
     if export["status"] != "completed":
         outcome.problems.append(_not_completed(export))
     elif not (export.get("download") or {}).get("url"):
@@ -244,10 +278,16 @@ def _cancel_after_interrupt(api: ApiClient, export_id: str, progress: ProgressPr
         progress.note(f"interrupted: could not cancel export {export_id}: {exc}")
 
 
-def run_export(api: ApiClient, request: dict[str, Any], output: Path | None = None,
-               progress: ProgressPrinter | None = None, poll_interval: float = DEFAULT_POLL_INTERVAL_S,
-               cancel_after: float | None = None, clock: Clock = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep) -> ExportOutcome:
+def run_export(
+    api: ApiClient,
+    request: dict[str, Any],
+    output: Path | None = None,
+    progress: ProgressPrinter | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL_S,
+    cancel_after: float | None = None,
+    clock: Clock = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ExportOutcome:
     """Create an export, wait for it, download it and verify the file.
 
     An inline answer is streamed straight to the file; an async one is polled (with a
@@ -286,8 +326,13 @@ def run_export(api: ApiClient, request: dict[str, Any], output: Path | None = No
     return _download_completed(export, output, progress, clock, started, phases)
 
 
-def download_export(api: ApiClient, export_id: str, output: Path | None = None,
-                    progress: ProgressPrinter | None = None, clock: Clock = time.monotonic) -> ExportOutcome:
+def download_export(
+    api: ApiClient,
+    export_id: str,
+    output: Path | None = None,
+    progress: ProgressPrinter | None = None,
+    clock: Clock = time.monotonic,
+) -> ExportOutcome:
     """Download a completed export's file from its presigned URL and verify it.
 
     Returns:

@@ -83,8 +83,7 @@ def merge_filters(base: Filters, extra: Mapping[str, Any]) -> Filters:
     return merged
 
 
-def build_filters(expressions: Iterable[str], filter_json: str | None,
-                  column_types: Mapping[str, str]) -> Filters:
+def build_filters(expressions: Iterable[str], filter_json: str | None, column_types: Mapping[str, str]) -> Filters:
     """Combine every ``--filter`` and an optional ``--filter-json`` into one filters object.
 
     Conditions on the same column are combined (``price=gte:10`` and ``price=lt:50`` give

@@ -67,8 +67,10 @@ def format_download_progress(done: int, total: int | None, elapsed: float) -> st
     rate = f"{format_bytes(done / elapsed)}/s" if elapsed > 0 else "-"
     if total:
         percent = 100.0 * done / total
-        return (f"download {_bar(percent)} {percent:5.1f}%  {format_bytes(done)}/{format_bytes(total)}  "
-                f"{rate}  {format_duration(elapsed)}")
+        return (
+            f"download {_bar(percent)} {percent:5.1f}%  {format_bytes(done)}/{format_bytes(total)}  "
+            f"{rate}  {format_duration(elapsed)}"
+        )
     return f"download {format_bytes(done)}  {rate}  {format_duration(elapsed)}"
 
 
@@ -82,8 +84,13 @@ class ProgressPrinter:
         clock: a monotonic clock (tests pass a fake one).
     """
 
-    def __init__(self, stream: TextIO | None = None, interactive: bool | None = None,
-                 interval: float = LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        interactive: bool | None = None,
+        interval: float = LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.interval = interval

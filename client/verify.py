@@ -79,6 +79,7 @@ def verify_file(path: Path, rows_expected: int | None, bytes_expected: int | Non
     if rows_expected is None:
         result.problems.append("the API gave no row count to check the file against")
     elif result.rows_found != rows_expected:
-        result.problems.append(f"row mismatch: the file has {result.rows_found:,} records, "
-                               f"the export reported {rows_expected:,}")
+        result.problems.append(
+            f"row mismatch: the file has {result.rows_found:,} records, the export reported {rows_expected:,}"
+        )
     return result

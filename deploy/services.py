@@ -84,6 +84,7 @@ def read_pid(name: str) -> int | None:
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
+
 def _pg_bindir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     if found:
@@ -99,8 +100,13 @@ def _as_pg_owner(cmd: list[str]) -> list[str]:
 
 def _pg_url_parts(url: str) -> tuple[str, int, str, str, str]:
     u = urlsplit(url)
-    return (u.hostname or "127.0.0.1", u.port or 5432, u.username or "spillway",
-            u.password or "", (u.path or "/spillway").lstrip("/"))
+    return (
+        u.hostname or "127.0.0.1",
+        u.port or 5432,
+        u.username or "spillway",
+        u.password or "",
+        (u.path or "/spillway").lstrip("/"),
+    )
 
 
 def ensure_postgres(settings: Settings) -> None:
@@ -128,8 +134,10 @@ def _check_pg_login(settings: Settings) -> None:
         try:
             psycopg.connect(url, connect_timeout=3).close()
         except psycopg.Error as exc:
-            raise StackError(f"a PostgreSQL server is listening but refuses {url!r}: {exc}. "
-                             "Create that role and database, or point SPILLWAY_*_DATABASE_URL elsewhere.") from None
+            raise StackError(
+                f"a PostgreSQL server is listening but refuses {url!r}: {exc}. "
+                "Create that role and database, or point SPILLWAY_*_DATABASE_URL elsewhere."
+            ) from None
 
 
 def _pg_home() -> Path:
@@ -165,16 +173,38 @@ def _start_private_cluster(bindir: Path, port: int) -> None:
             shutil.chown(path, "postgres")
     if not (data / "PG_VERSION").exists():
         say(f"postgres: initdb {data}")
-        subprocess.run(_as_pg_owner([str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                                     "--auth-local=trust", "--auth-host=scram-sha-256",
-                                     "-E", "UTF8", "--locale=C.UTF-8"]),
-                       check=True, stdout=subprocess.DEVNULL, cwd="/")
-    options = (f"-p {port} -c listen_addresses=127.0.0.1 -k {sock} -c max_connections=200 "
-               "-c shared_buffers=256MB -c wal_level=minimal -c max_wal_senders=0")
+        subprocess.run(
+            _as_pg_owner(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            cwd="/",
+        )
+    options = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -k {sock} -c max_connections=200 "
+        "-c shared_buffers=256MB -c wal_level=minimal -c max_wal_senders=0"
+    )
     say(f"postgres: starting a private cluster on 127.0.0.1:{port}")
-    subprocess.run(_as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log),
-                                 "-o", options, "-w", "-t", "60", "start"]),
-                   check=True, stdout=subprocess.DEVNULL, cwd="/")
+    subprocess.run(
+        _as_pg_owner(
+            [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        cwd="/",
+    )
     RUN.mkdir(parents=True, exist_ok=True)
     (RUN / "postgres.pid").write_text((data / "postmaster.pid").read_text().split()[0] + "\n")
 
@@ -187,10 +217,15 @@ def _bootstrap_roles(settings: Settings, port: int) -> None:
             _, _, user, password, dbname = _pg_url_parts(url)
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(verb + " ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-                sql.Identifier(user), sql.Literal(password)))
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(password)
+                )
+            )
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(user)))
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(user))
+                )
                 say(f"postgres: created database {dbname}")
 
 
@@ -201,12 +236,17 @@ def stop_postgres() -> None:
         return
     bindir = _pg_bindir()
     say("postgres: stopping")
-    subprocess.run(_as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                   stdout=subprocess.DEVNULL, check=False, cwd="/")
+    subprocess.run(
+        _as_pg_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+        stdout=subprocess.DEVNULL,
+        check=False,
+        cwd="/",
+    )
     (RUN / "postgres.pid").unlink(missing_ok=True)
 
 
 # --- Redis ----------------------------------------------------------------------------------
+
 
 def ensure_redis(settings: Settings) -> None:
     """Use the Redis on the configured port, or start a private one (installing it if missing)."""
@@ -221,13 +261,33 @@ def ensure_redis(settings: Settings) -> None:
     for d in (LOGS, RUN):
         d.mkdir(parents=True, exist_ok=True)
     say(f"redis: starting on {host}:{port}")
-    subprocess.run(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
-                    "--dir", str(DATA / "redis"), "--logfile", str(LOGS / "redis.log"),
-                    "--pidfile", str(RUN / "redis.pid"), "--save", "", "--appendonly", "no"], check=True)
+    subprocess.run(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "yes",
+            "--dir",
+            str(DATA / "redis"),
+            "--logfile",
+            str(LOGS / "redis.log"),
+            "--pidfile",
+            str(RUN / "redis.pid"),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        check=True,
+    )
     wait_until(lambda: is_listening(host, port), 20, "redis to listen")
 
 
 # --- S3 (moto server) -----------------------------------------------------------------------
+
 
 def ensure_s3(settings: Settings) -> None:
     """Use the S3 endpoint on the configured port, or start moto in server mode; create the bucket."""
@@ -241,8 +301,13 @@ def ensure_s3(settings: Settings) -> None:
             d.mkdir(parents=True, exist_ok=True)
         say(f"s3: starting moto server on {host}:{port}")
         with open(LOGS / "s3.log", "ab") as log:
-            proc = subprocess.Popen([str(moto), "-H", host, "-p", str(port)], stdout=log, stderr=log,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                [str(moto), "-H", host, "-p", str(port)],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         (RUN / "s3.pid").write_text(f"{proc.pid}\n")
         wait_until(lambda: is_listening(host, port), 30, "the S3 endpoint to listen")
     ensure_bucket(settings)
@@ -254,8 +319,10 @@ def ensure_bucket(settings: Settings, bucket: str | None = None) -> None:
     name = bucket or settings.s3_bucket
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     if name not in existing:
-        extra = {} if settings.s3_region == "us-east-1" else {
-            "CreateBucketConfiguration": {"LocationConstraint": settings.s3_region}}
+        extra = (
+            {}
+            if settings.s3_region == "us-east-1"
+            else {"CreateBucketConfiguration": {"LocationConstraint": settings.s3_region}}
+        )
         client.create_bucket(Bucket=name, **extra)
         say(f"s3: created bucket {name}")
-

@@ -2,7 +2,7 @@
 
 ``up`` brings up PostgreSQL, Redis and the S3 endpoint (see :mod:`deploy.services`), applies
 the migrations, seeds the demo data if the table is empty, and starts the Procfile's
-processes (the API and ``SPILLWAY_WORKERS`` workers) in the background, with logs under
+processes (the API and ``SPILLWAY_RQ_WORKERS`` workers) in the background, with logs under
 ``.data/logs/`` and PIDs under ``.data/run/``. It is idempotent. ``down`` stops, by PID,
 exactly what ``up`` started.
 """
@@ -20,8 +20,20 @@ import time
 import urllib.request
 from pathlib import Path
 
-from deploy.services import (DATA, LOGS, ROOT, RUN, StackError, ensure_postgres, ensure_redis, ensure_s3, read_pid,
-                             say, stop_postgres, wait_until)
+from deploy.services import (
+    DATA,
+    LOGS,
+    ROOT,
+    RUN,
+    StackError,
+    ensure_postgres,
+    ensure_redis,
+    ensure_s3,
+    read_pid,
+    say,
+    stop_postgres,
+    wait_until,
+)
 from shared.settings import Settings, load_settings
 
 VENV_BIN = Path(sys.executable).parent
@@ -40,7 +52,7 @@ def procfile() -> dict[str, str]:
 def process_names(settings: Settings) -> list[tuple[str, str]]:
     """(instance name, process type) for every process ``up`` runs, in start order."""
     names = [("web", "web")]
-    names += [(f"worker-{n}", "worker") for n in range(1, settings.workers + 1)]
+    names += [(f"worker-{n}", "worker") for n in range(1, settings.rq_workers + 1)]
     names += [(kind, kind) for kind in procfile() if kind not in ("web", "worker")]
     return names
 
@@ -51,11 +63,22 @@ def start_process(name: str, command: str, extra_env: dict[str, str] | None = No
     if pid:
         say(f"{name}: already running (pid {pid})")
         return
-    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1",
-               **(extra_env or {}))
+    env = dict(
+        os.environ,
+        PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        **(extra_env or {}),
+    )
     with open(LOGS / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=log, stderr=log,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            shlex.split(command),
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     (RUN / f"{name}.pid").write_text(f"{proc.pid}\n")
     say(f"{name}: started (pid {proc.pid}, log .data/logs/{name}.log)")
 
@@ -143,7 +166,8 @@ def up(settings: Settings, deps_only: bool) -> None:
         start_process(name, commands[kind], dashboard_env(settings) if kind == "dashboard" else None)
     wait_for_api(settings)
     where = "SPILLWAY_DASHBOARD_PASSWORD" if settings.dashboard_password else ".data/dashboard-password"
-    say(f"rq-dashboard: http://127.0.0.1:{settings.dashboard_port} (user {settings.dashboard_user}, password in {where})")
+    user = settings.dashboard_user
+    say(f"rq-dashboard: http://127.0.0.1:{settings.dashboard_port} (user {user}, password in {where})")
 
 
 def down(settings: Settings) -> None:
@@ -164,7 +188,7 @@ def status(settings: Settings) -> int:
     missing = 0
     for name in names:
         pid = read_pid(name)
-        say(f"{name}: {'running (pid %d)' % pid if pid else 'not running'}")
+        say(f"{name}: {f'running (pid {pid})' if pid else 'not running'}")
         missing += pid is None
     return 1 if missing else 0
 
@@ -173,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status"])
-    parser.add_argument("--deps-only", action="store_true",
-                        help="only PostgreSQL, Redis, S3 and the migrations (what the tests need)")
+    parser.add_argument(
+        "--deps-only", action="store_true", help="only PostgreSQL, Redis, S3 and the migrations (what the tests need)"
+    )
     args = parser.parse_args(argv)
     settings = load_settings()
     started = time.monotonic()

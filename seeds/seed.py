@@ -83,10 +83,9 @@ def table_checksum(conn: psycopg.Connection, table: str) -> str:
         table: ``products`` or ``uneven_rows``.
     """
     _check_table(table)
-    query = sql.SQL(
-        "SELECT coalesce(md5(string_agg(md5(t::text), '' ORDER BY t.id)), md5(''))"
-        " FROM {} AS t"
-    ).format(sql.Identifier(table))
+    query = sql.SQL("SELECT coalesce(md5(string_agg(md5(t::text), '' ORDER BY t.id)), md5('')) FROM {} AS t").format(
+        sql.Identifier(table)
+    )
     with conn.transaction(), _local_settings(conn, CHECKSUM_SETTINGS):
         return str(_scalar(conn, query))
 
@@ -197,14 +196,23 @@ def _row_count(text: str) -> int:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m seeds.seed", description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=_row_count, default=None,
-                        help=f"rows of the chosen table (products: {DEFAULT_PRODUCTS_ROWS}, "
-                             f"uneven_rows: {DEFAULT_UNEVEN_ROWS}); with --table all, of products")
-    parser.add_argument("--uneven-rows", type=_row_count, default=None,
-                        help=f"rows of uneven_rows (default {DEFAULT_UNEVEN_ROWS}); overrides --rows for it")
+    parser.add_argument(
+        "--rows",
+        type=_row_count,
+        default=None,
+        help=f"rows of the chosen table (products: {DEFAULT_PRODUCTS_ROWS}, "
+        f"uneven_rows: {DEFAULT_UNEVEN_ROWS}); with --table all, of products",
+    )
+    parser.add_argument(
+        "--uneven-rows",
+        type=_row_count,
+        default=None,
+        help=f"rows of uneven_rows (default {DEFAULT_UNEVEN_ROWS}); overrides --rows for it",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"dataset seed (default {DEFAULT_SEED})")
-    parser.add_argument("--database-url", default=None,
-                        help="PostgreSQL URL (default: SPILLWAY_SOURCE_DATABASE_URL or its default)")
+    parser.add_argument(
+        "--database-url", default=None, help="PostgreSQL URL (default: SPILLWAY_SOURCE_DATABASE_URL or its default)"
+    )
     parser.add_argument("--table", choices=(*TABLES, "all"), default="products", help="what to seed")
     parser.add_argument("--if-empty", action="store_true", help="leave a table alone if it already has rows")
     parser.add_argument("--checksum-only", action="store_true", help="print checksums, change nothing")
@@ -216,8 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     url = args.database_url or load_settings().source_database_url
     tables = list(TABLES) if args.table == "all" else [args.table]
-    uneven_rows = args.uneven_rows if args.uneven_rows is not None else (
-        args.rows if args.table == "uneven_rows" and args.rows is not None else DEFAULT_UNEVEN_ROWS)
+    uneven_rows = (
+        args.uneven_rows
+        if args.uneven_rows is not None
+        else (args.rows if args.table == "uneven_rows" and args.rows is not None else DEFAULT_UNEVEN_ROWS)
+    )
     plan = {
         "products": (seed_products, args.rows if args.rows is not None else DEFAULT_PRODUCTS_ROWS),
         "uneven_rows": (seed_uneven, uneven_rows),
@@ -242,9 +253,12 @@ def _run(url: str, tables: list[str], plan: Mapping[str, tuple[SeedFn, int]], ar
                     print(f"skipped {table}: it already has rows (--if-empty)", flush=True)
                     continue
                 result = seed_fn(conn, rows, args.seed)
-                print(f"seeded {table}: {rows} rows in {result['seconds']:.1f} s "
-                      f"(load {result['load']:.1f} s, indexes {result['indexes']:.1f} s, "
-                      f"analyze {result['analyze']:.1f} s)", flush=True)
+                print(
+                    f"seeded {table}: {rows} rows in {result['seconds']:.1f} s "
+                    f"(load {result['load']:.1f} s, indexes {result['indexes']:.1f} s, "
+                    f"analyze {result['analyze']:.1f} s)",
+                    flush=True,
+                )
             print(f"checksum {table}: {table_checksum(conn, table)}", flush=True)
 
 

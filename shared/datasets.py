@@ -49,9 +49,21 @@ class Dataset:
     description: str = ""
     default_columns: tuple[str, ...] = field(default=())
 
-    def column(self, name: str) -> Column | None:
+    def find_column(self, name: str) -> Column | None:
         """Return the column called ``name``, or None."""
         return next((c for c in self.columns if c.name == name), None)
+
+    def column(self, name: str) -> Column:
+        """Return the column called ``name``.
+
+        Raises:
+            KeyError: the dataset has no such column (requests are validated against
+                :meth:`find_column` first, so this means a spec that skipped validation).
+        """
+        found = self.find_column(name)
+        if found is None:
+            raise KeyError(f"dataset {self.name!r} has no column {name!r}")
+        return found
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -65,8 +77,10 @@ class Dataset:
             "description": self.description,
             "key": self.key,
             "default_columns": list(self.default_columns or self.column_names),
-            "columns": [{"name": c.name, "type": c.type, "filters": list(c.filters),
-                         "description": c.description} for c in self.columns],
+            "columns": [
+                {"name": c.name, "type": c.type, "filters": list(c.filters), "description": c.description}
+                for c in self.columns
+            ],
         }
 
 

@@ -9,15 +9,40 @@ find and stop any query of an export in ``pg_stat_activity``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from shared.settings import Settings
 
+LABEL_PREFIX = "spillway"
+_LABEL_MAX = 63  # PostgreSQL truncates application_name to 63 bytes
 
-def connect_state(settings: Settings, purpose: str = "spillway") -> psycopg.Connection:
+
+def export_label(export_id: object, step: str) -> str:
+    """``spillway:export:<id>:<step>``: a connection reading an export's source data."""
+    return f"{LABEL_PREFIX}:export:{export_id}:{step}"
+
+
+def export_label_pattern(export_id: object) -> str:
+    """A ``LIKE`` pattern matching every :func:`export_label` of one export."""
+    return export_label(export_id, "%")
+
+
+def state_label(step: str, export_id: object | None = None) -> str:
+    """``spillway:state:<id>:<step>`` (or ``spillway:state:<step>``): export bookkeeping."""
+    return f"{LABEL_PREFIX}:state:{export_id}:{step}" if export_id is not None else f"{LABEL_PREFIX}:state:{step}"
+
+
+def process_label(role: str) -> str:
+    """``spillway:<role>`` for connections of a process rather than of an export (api, cli, health)."""
+    return f"{LABEL_PREFIX}:{role}"
+
+
+def connect_state(settings: Settings, purpose: str) -> psycopg.Connection[dict[str, Any]]:
     """Open an autocommit connection to the export-state database (rows as dicts).
 
     Autocommit: each statement, or ``with conn.transaction()`` block, is committed when it
@@ -25,7 +50,7 @@ def connect_state(settings: Settings, purpose: str = "spillway") -> psycopg.Conn
     """
     return psycopg.connect(
         settings.state_database_url,
-        application_name=purpose[:63],
+        application_name=purpose[:_LABEL_MAX],
         options="-c TimeZone=UTC",
         row_factory=dict_row,
         connect_timeout=5,
@@ -33,18 +58,19 @@ def connect_state(settings: Settings, purpose: str = "spillway") -> psycopg.Conn
     )
 
 
-def connect_source(settings: Settings, purpose: str = "spillway", **kwargs: object) -> psycopg.Connection:
+def connect_source(settings: Settings, purpose: str) -> psycopg.Connection[tuple[Any, ...]]:
     """Open a connection to the source data with the statement timeout applied."""
     return psycopg.connect(
         settings.source_database_url,
-        application_name=purpose[:63],
+        application_name=purpose[:_LABEL_MAX],
         options=f"-c TimeZone=UTC -c statement_timeout={settings.statement_timeout_ms}",
         connect_timeout=5,
-        **kwargs,
     )
 
 
-def copy_blocks(cur: psycopg.Cursor, query: object, params: object, block_bytes: int) -> Iterator[bytearray]:
+def copy_blocks(
+    cur: psycopg.Cursor[Any], query: sql.Composed, params: Sequence[Any], block_bytes: int
+) -> Iterator[bytearray]:
     """Run a ``COPY ... TO STDOUT`` and yield its output joined into blocks of ``block_bytes``.
 
     libpq hands COPY output over one row at a time; blocks keep the callers' per-write work
@@ -64,9 +90,10 @@ def copy_blocks(cur: psycopg.Cursor, query: object, params: object, block_bytes:
 
 def cancel_export_queries(settings: Settings, export_id: object) -> int:
     """Cancel every running source query of an export; return how many were signalled."""
-    with connect_source(settings, "spillway:cancel") as conn:
+    with connect_source(settings, process_label("cancel")) as conn:
         row = conn.execute(
             "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
             " WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
-            (f"spillway:export:{export_id}:%",)).fetchone()
+            (export_label_pattern(export_id),),
+        ).fetchone()
     return int(row[0]) if row else 0

@@ -25,8 +25,10 @@ def migrate(conn: psycopg.Connection) -> list[str]:
     applied: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
-                     " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations").fetchall()}
         for path in sorted(MIGRATIONS.glob("*.sql")):
             if path.name in done:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
 from shared.datasets import Dataset
 from shared.query import buckets, key_bounds
+from shared.records import fetch_tuples
 from shared.spec import ExportSpec
 
 TARGET_BUCKETS = 4096  # key buckets of the first pass: fine enough for chunks of 8 MiB up to ~30 GB
@@ -73,8 +75,16 @@ def merge_buckets(runs: Iterable[tuple[int, int, int]], min_bytes: int) -> list[
     return chunks
 
 
-def _runs(conn: psycopg.Connection, dataset: Dataset, spec: ExportSpec, lo: int | None, hi: int,
-          base: int, step: int, max_bytes: int) -> list[tuple[int, int, int]]:
+def _runs(
+    conn: psycopg.Connection[Any],
+    dataset: Dataset,
+    spec: ExportSpec,
+    lo: int | None,
+    hi: int,
+    base: int,
+    step: int,
+    max_bytes: int,
+) -> list[tuple[int, int, int]]:
     """``(hi, rows, bytes)`` runs of the matching rows of ``(lo, hi]`` in key order.
 
     Buckets are key ranges of ``step`` keys; one holding more than ``max_bytes`` (dense or
@@ -86,8 +96,18 @@ def _runs(conn: psycopg.Connection, dataset: Dataset, spec: ExportSpec, lo: int 
         if size > max_bytes and step > 1 and rows > 1:
             first = base + bucket * step
             sub_lo = first - 1 if lo is None else max(lo, first - 1)
-            runs.extend(_runs(conn, dataset, spec, sub_lo, min(hi, first + step - 1), first,
-                              max(1, step // REFINE_FACTOR), max_bytes))
+            runs.extend(
+                _runs(
+                    conn,
+                    dataset,
+                    spec,
+                    sub_lo,
+                    min(hi, first + step - 1),
+                    first,
+                    max(1, step // REFINE_FACTOR),
+                    max_bytes,
+                )
+            )
         else:
             runs.append((run_hi, rows, size))
     return runs
@@ -115,7 +135,7 @@ def filtered_key_range(spec: ExportSpec, key: str, low: int, high: int) -> tuple
     return low, high
 
 
-def plan_export(conn: psycopg.Connection, dataset: Dataset, spec: ExportSpec, min_bytes: int) -> Plan:
+def cut_plan(conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, min_bytes: int) -> Plan:
     """Fix the high-water mark and cut the matching rows into chunks.
 
     One pass over the matching rows sums them into key buckets with their width lower
@@ -127,9 +147,9 @@ def plan_export(conn: psycopg.Connection, dataset: Dataset, spec: ExportSpec, mi
         spec: the validated request.
         min_bytes: the minimum CSV size of every chunk but the last.
     """
-    low, hwm = conn.execute(key_bounds(dataset)).fetchone()
+    low, hwm = fetch_tuples(conn, key_bounds(dataset))[0]
     if hwm is None:
-        return Plan(None, merge_buckets([], min_bytes))
+        return Plan(None, tuple(merge_buckets([], min_bytes)))
     first, last = filtered_key_range(spec, dataset.key, low, hwm)
     if first > last:
         return Plan(hwm, tuple(merge_buckets([], min_bytes)))
@@ -138,5 +158,5 @@ def plan_export(conn: psycopg.Connection, dataset: Dataset, spec: ExportSpec, mi
     chunks = merge_buckets(runs, min_bytes)
     if len(chunks) > MAX_CHUNKS:
         factor = -(-len(chunks) // MAX_CHUNKS)
-        return plan_export(conn, dataset, spec, min_bytes * factor)
+        return cut_plan(conn, dataset, spec, min_bytes * factor)
     return Plan(hwm, tuple(chunks))

@@ -25,8 +25,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # with DateStyle ISO and TimeZone UTC): a fifth of the cost of to_char's formatting.
 _TIMESTAMP_WIDTH = 25  # the shortest form: no fraction
 _OPERATORS = {"eq": "=", "gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
-_CASTS = {"bigint": "bigint", "integer": "integer", "numeric": "numeric", "text": "text",
-          "timestamptz": "timestamptz"}
+_CASTS = {"bigint": "bigint", "integer": "integer", "numeric": "numeric", "text": "text", "timestamptz": "timestamptz"}
 BOM = "\ufeff".encode()
 
 
@@ -45,11 +44,10 @@ def _render(column: Column, neutralize: bool) -> sql.Composable:
 
 def select_list(dataset: Dataset, spec: ExportSpec) -> sql.Composable:
     """The SELECT list that renders the spec's columns as CSV cells."""
-    return sql.SQL(", ").join(_render(dataset.column(name), spec.neutralize_formulas)  # type: ignore[arg-type]
-                              for name in spec.columns)
+    return sql.SQL(", ").join(_render(dataset.column(name), spec.neutralize_formulas) for name in spec.columns)
 
 
-def width_lower_bound(dataset: Dataset, spec: ExportSpec) -> sql.Composable:
+def width_lower_bound(dataset: Dataset, spec: ExportSpec) -> sql.Composed:
     """An expression bounding each row's CSV size from below, cheaply (no value formatting).
 
     Text counts its bytes (quotes and prefixes only add to it), a timestamp its fixed width,
@@ -59,19 +57,20 @@ def width_lower_bound(dataset: Dataset, spec: ExportSpec) -> sql.Composable:
     for name in spec.columns:
         column = dataset.column(name)
         ident = sql.Identifier(name)
-        if column.type == "text":  # type: ignore[union-attr]
+        if column.type == "text":
             terms.append(sql.SQL("coalesce(octet_length({}), 0)").format(ident))
-        elif column.type == "timestamptz":  # type: ignore[union-attr]
+        elif column.type == "timestamptz":
             terms.append(sql.SQL("({} IS NOT NULL)::int * {}").format(ident, sql.Literal(_TIMESTAMP_WIDTH)))
-        elif column.type == "text[]":  # type: ignore[union-attr]
+        elif column.type == "text[]":
             terms.append(sql.SQL("({} IS NOT NULL)::int * 2").format(ident))  # at least "[]"
         else:
             terms.append(sql.SQL("({} IS NOT NULL)::int").format(ident))
     return sql.SQL("(") + sql.SQL(" + ").join(terms) + sql.SQL(")::int")
 
 
-def where_clause(dataset: Dataset, spec: ExportSpec, lo: int | None = None,
-                 hi: int | None = None) -> tuple[sql.Composable, list[Any]]:
+def where_clause(
+    dataset: Dataset, spec: ExportSpec, lo: int | None = None, hi: int | None = None
+) -> tuple[sql.Composable, list[Any]]:
     """The WHERE condition: the spec's filters (AND) and the key range ``(lo, hi]``."""
     conditions: list[sql.Composable] = []
     params: list[Any] = []
@@ -85,7 +84,7 @@ def where_clause(dataset: Dataset, spec: ExportSpec, lo: int | None = None,
     for name, condition in spec.filters.items():
         column = dataset.column(name)
         ident = sql.Identifier(name)
-        cast = sql.SQL(_CASTS[column.type])  # type: ignore[union-attr]
+        cast = sql.SQL(_CASTS[column.type])
         for op, value in condition.items():
             if op == "in":
                 conditions.append(sql.SQL("{} = ANY(%s::{}[])").format(ident, cast))
@@ -101,31 +100,34 @@ def where_clause(dataset: Dataset, spec: ExportSpec, lo: int | None = None,
     return sql.SQL(" AND ").join(conditions), params
 
 
-def chunk_copy(dataset: Dataset, spec: ExportSpec, lo: int | None, hi: int | None) -> tuple[sql.Composable, list[Any]]:
+def chunk_copy(dataset: Dataset, spec: ExportSpec, lo: int | None, hi: int | None) -> tuple[sql.Composed, list[Any]]:
     """``COPY (SELECT ... WHERE range AND filters ORDER BY key) TO STDOUT (FORMAT csv)``."""
     where, params = where_clause(dataset, spec, lo, hi)
     query = sql.SQL("COPY (SELECT {} FROM {} WHERE {} ORDER BY {}) TO STDOUT (FORMAT csv)").format(
-        select_list(dataset, spec), sql.Identifier(dataset.table), where, sql.Identifier(dataset.key))
+        select_list(dataset, spec), sql.Identifier(dataset.table), where, sql.Identifier(dataset.key)
+    )
     return query, params
 
 
-def count_capped(dataset: Dataset, spec: ExportSpec, cap: int) -> tuple[sql.Composable, list[Any]]:
+def count_capped(dataset: Dataset, spec: ExportSpec, cap: int) -> tuple[sql.Composed, list[Any]]:
     """Count matching rows, stopping at ``cap`` (the API never runs an unbounded count)."""
     where, params = where_clause(dataset, spec)
     query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} WHERE {} LIMIT %s) s").format(
-        sql.Identifier(dataset.table), where)
+        sql.Identifier(dataset.table), where
+    )
     return query, [*params, cap]
 
 
-def key_bounds(dataset: Dataset) -> sql.Composable:
+def key_bounds(dataset: Dataset) -> sql.Composed:
     """The smallest and the largest key now (index lookups). Rows inserted later have larger
     keys than this high-water mark and are not exported."""
     key = sql.Identifier(dataset.key)
     return sql.SQL("SELECT min({0}), max({0}) FROM {1}").format(key, sql.Identifier(dataset.table))
 
 
-def buckets(dataset: Dataset, spec: ExportSpec, lo: int | None, hi: int, base: int,
-            step: int) -> tuple[sql.Composable, list[Any]]:
+def buckets(
+    dataset: Dataset, spec: ExportSpec, lo: int | None, hi: int, base: int, step: int
+) -> tuple[sql.Composed, list[Any]]:
     """Sum the matching rows of ``(lo, hi]`` per key bucket ``[base + b*step, base + (b+1)*step)``.
 
     Returns rows ``(bucket, hi, rows, bytes)`` in key order for the non-empty buckets: the

@@ -11,6 +11,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 PREFIX = "SPILLWAY_"
 
@@ -34,6 +35,11 @@ DEFAULT_RECONCILE_INTERVAL_S = 5.0  # Recovery of a dead chunk takes at most lea
 DEFAULT_JANITOR_GRACE_S = 600  # An upload no export owns is aborted once this old.
 DEFAULT_RETRY_DELAYS_S = "2,5,15"  # Backoff of transient failures: three retries within ~22 s.
 DEFAULT_AUTH_CACHE_S = 30  # A valid key is trusted this long per API process (polls skip a query).
+DEFAULT_HEALTH_TIMEOUT_S = 2.0  # A probe slower than this counts as down.
+DEFAULT_API_PROCESSES = 2  # gunicorn processes; with 4 threads each, the best poll tail on 2 cores.
+DEFAULT_API_THREADS = 4  # gunicorn threads per process (gthread): inline streams and polls share them.
+DEFAULT_RQ_WORKERS = 2  # RQ worker processes `make up` starts locally.
+DEFAULT_DASHBOARD_PORT = 9181  # rq-dashboard's own default port.
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
 
 
@@ -70,22 +76,31 @@ class Settings:
     retry_delays_s: str = DEFAULT_RETRY_DELAYS_S
     reconcile_interval_s: float = DEFAULT_RECONCILE_INTERVAL_S
     janitor_grace_s: int = DEFAULT_JANITOR_GRACE_S
-    health_timeout_s: float = 2.0
+    health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
     auth_cache_s: int = DEFAULT_AUTH_CACHE_S
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
-    workers: int = 2
-    dashboard_port: int = 9181
+    api_processes: int = DEFAULT_API_PROCESSES
+    api_threads: int = DEFAULT_API_THREADS
+    rq_workers: int = DEFAULT_RQ_WORKERS
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT
     dashboard_user: str = "admin"
     dashboard_password: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.part_min_bytes < S3_MIN_PART_BYTES:
-            raise SettingsError(
-                f"{PREFIX}PART_MIN_BYTES must be at least {S3_MIN_PART_BYTES} (S3's minimum part size)"
-            )
-        for name in ("inline_max_rows", "statement_timeout_ms", "max_concurrent_reads",
-                     "max_running_per_owner", "max_chunks_in_flight", "lease_s", "workers"):
+            raise SettingsError(f"{PREFIX}PART_MIN_BYTES must be at least {S3_MIN_PART_BYTES} (S3's minimum part size)")
+        for name in (
+            "inline_max_rows",
+            "statement_timeout_ms",
+            "max_concurrent_reads",
+            "max_running_per_owner",
+            "max_chunks_in_flight",
+            "lease_s",
+            "rq_workers",
+            "api_processes",
+            "api_threads",
+        ):
             if getattr(self, name) < 0 or (name != "inline_max_rows" and getattr(self, name) == 0):
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}")
         try:
@@ -114,7 +129,7 @@ class Settings:
         """The ``SPILLWAY_*`` variables that reproduce these settings in a child process."""
         return {f"{PREFIX}{f.name.upper()}": str(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
-    def replace(self, **changes: object) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed (tests and tools use this)."""
         return dataclasses.replace(self, **changes)
 
@@ -144,7 +159,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """
     env = os.environ if environ is None else environ
     kinds = {"int": int, "float": float, "str": str}
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
         raw = env.get(PREFIX + f.name.upper())
         if raw is not None and raw != "":

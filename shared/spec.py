@@ -7,18 +7,17 @@ has the column's type. Anything else raises :class:`SpecError` naming the proble
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from shared.datasets import Column, Dataset, get_dataset, REGISTRY
+from shared.datasets import REGISTRY, Column, Dataset, get_dataset
+from shared.filenames import FILENAME_RULE, is_valid_filename
 
 MAX_IN_VALUES = 1000
 MAX_TEXT_VALUE = 1000
 DELIVERIES = ("auto", "inline", "async")
-_FILENAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,120}$")
 _TOP_LEVEL = {"dataset", "columns", "filters", "format", "delivery", "filename", "csv"}
 _CSV_OPTIONS = {"bom", "neutralize_formulas"}
 
@@ -61,9 +60,15 @@ class ExportSpec:
 
     def to_json(self) -> dict[str, Any]:
         """The normalised request, as stored with the export and echoed to clients."""
-        return {"dataset": self.dataset, "columns": list(self.columns), "filters": self.filters,
-                "format": "csv", "delivery": self.delivery, "filename": self.filename,
-                "csv": {"bom": self.bom, "neutralize_formulas": self.neutralize_formulas}}
+        return {
+            "dataset": self.dataset,
+            "columns": list(self.columns),
+            "filters": self.filters,
+            "format": "csv",
+            "delivery": self.delivery,
+            "filename": self.filename,
+            "csv": {"bom": self.bom, "neutralize_formulas": self.neutralize_formulas},
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExportSpec:
@@ -105,7 +110,7 @@ def _check_value(column: Column, op: str, value: Any, where: str) -> Any:
         except ValueError:
             raise SpecError(f"{where}: {value!r} is not an ISO 8601 timestamp", where) from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)  # documented: no offset means UTC
+            parsed = parsed.replace(tzinfo=UTC)  # documented: no offset means UTC
         return parsed.isoformat()
     if kind == "text":
         if not isinstance(value, str):
@@ -127,7 +132,7 @@ def _parse_filters(dataset: Dataset, filters: Any) -> dict[str, dict[str, Any]]:
         raise SpecError('filters must be an object like {"column": {"operator": value}}', "filters")
     result: dict[str, dict[str, Any]] = {}
     for name, condition in filters.items():
-        column = dataset.column(name)
+        column = dataset.find_column(name)
         if column is None:
             raise SpecError(f"unknown filter column {name!r} for dataset {dataset.name!r}", f"filters.{name}")
         if not column.filters:
@@ -191,7 +196,7 @@ def parse_spec(body: Any) -> ExportSpec:
     if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
         raise SpecError("columns must be a non-empty list of column names", "columns")
     for column in columns:
-        if dataset.column(column) is None:
+        if dataset.find_column(column) is None:
             raise SpecError(f"unknown column {column!r} for dataset {dataset.name!r}", "columns")
     if len(set(columns)) != len(columns):
         duplicate = next(c for c in columns if columns.count(c) > 1)
@@ -201,15 +206,17 @@ def parse_spec(body: Any) -> ExportSpec:
     if delivery not in DELIVERIES:
         raise SpecError(f"unknown delivery {delivery!r} (allowed: {', '.join(DELIVERIES)})", "delivery")
 
-    filename = body.get("filename") or f"{dataset.name}.csv"
-    if not isinstance(filename, str) or not _FILENAME_OK.match(filename):
-        raise SpecError("filename must be 1-121 characters of letters, digits, '.', '_', '-' or space", "filename")
-    if not filename.lower().endswith(".csv"):
+    filename = body.get("filename")
+    if filename is None:
+        filename = f"{dataset.name}.csv"
+    elif isinstance(filename, str) and not filename.lower().endswith(".csv"):
         filename += ".csv"
+    if not is_valid_filename(filename):
+        raise SpecError(f"filename must be {FILENAME_RULE}, ending in .csv (added when missing)", "filename")
 
     csv_options = body.get("csv") or {}
     if not isinstance(csv_options, dict):
-        raise SpecError("csv must be an object like {\"bom\": false, \"neutralize_formulas\": true}", "csv")
+        raise SpecError('csv must be an object like {"bom": false, "neutralize_formulas": true}', "csv")
     unknown = sorted(set(csv_options) - _CSV_OPTIONS)
     if unknown:
         raise SpecError(f"unknown csv option {unknown[0]!r} (allowed: bom, neutralize_formulas)", f"csv.{unknown[0]}")

@@ -7,18 +7,21 @@ against the *public* endpoint (the address a client can reach), for GET only.
 
 from __future__ import annotations
 
+import uuid
 from functools import lru_cache
+from typing import Any
 
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
+from shared.filenames import content_disposition
 from shared.settings import Settings
 
 # Checksums only when the operation requires them: S3-compatible servers (MinIO, moto)
 # differ in their support of the newer default CRC checksums. Integrity of parts is
 # checked with Content-MD5 instead, which every implementation verifies.
-_CLIENT_CONFIG = dict(
+_CLIENT_CONFIG: dict[str, Any] = dict(
     signature_version="s3v4",
     s3={"addressing_style": "path"},
     request_checksum_calculation="when_required",
@@ -28,7 +31,23 @@ _CLIENT_CONFIG = dict(
 )
 
 
-def _make_client(endpoint: str, settings: Settings, **config: object) -> BaseClient:
+def object_key(settings: Settings, export_id: uuid.UUID, filename: str) -> str:
+    """Where an export's object lives: ``<prefix><export id>/<filename>``."""
+    return f"{settings.s3_prefix}{export_id}/{filename}"
+
+
+def export_id_of_key(settings: Settings, key: str) -> uuid.UUID | None:
+    """The export id in an :func:`object_key`, or None for a key of another layout."""
+    if not key.startswith(settings.s3_prefix):
+        return None
+    head = key[len(settings.s3_prefix) :].split("/", 1)[0]
+    try:
+        return uuid.UUID(head)
+    except ValueError:
+        return None
+
+
+def _make_client(endpoint: str, settings: Settings, **config: Any) -> BaseClient:
     return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
@@ -49,8 +68,13 @@ def s3_client(settings: Settings) -> BaseClient:
 def probe_s3_client(settings: Settings) -> BaseClient:
     """Return a client with short timeouts and no retries, for health checks."""
     t = settings.health_timeout_s
-    return _make_client(settings.s3_endpoint_url, settings, connect_timeout=t, read_timeout=t,
-                        retries={"mode": "standard", "max_attempts": 1})
+    return _make_client(
+        settings.s3_endpoint_url,
+        settings,
+        connect_timeout=t,
+        read_timeout=t,
+        retries={"mode": "standard", "max_attempts": 1},
+    )
 
 
 @lru_cache(maxsize=8)
@@ -65,16 +89,16 @@ def presign_download(settings: Settings, key: str, filename: str) -> str:
     Args:
         settings: where the bucket is and how long the URL lives (``download_url_ttl_s``).
         key: the object key.
-        filename: the name the browser saves the file as (ASCII-safe; quotes removed).
+        filename: the name the browser saves the file as.
     """
-    safe = "".join(c for c in filename if c.isascii() and c.isprintable() and c not in '"\\') or "export.csv"
-    return public_s3_client(settings).generate_presigned_url(
+    url: str = public_s3_client(settings).generate_presigned_url(
         "get_object",
         Params={
             "Bucket": settings.s3_bucket,
             "Key": key,
-            "ResponseContentDisposition": f'attachment; filename="{safe}"',
+            "ResponseContentDisposition": content_disposition(filename),
             "ResponseContentType": "text/csv; charset=utf-8",
         },
         ExpiresIn=settings.download_url_ttl_s,
     )
+    return url

@@ -1,29 +1,35 @@
 """Fixtures shared by all tests.
 
-Unit tests use ``settings`` and ``fake_redis``. Integration and fault tests use real
-services: a PostgreSQL test database (``db``, ``seeded``), a real Redis DB (``redis``), a
-fresh bucket on the S3 endpoint (``bucket``), real worker processes (``workers``) and the
-API (``app``, ``client``, ``api``). ``make test`` starts the local stack's dependencies
-first; these fixtures only create what belongs to the test run.
+Unit tests use ``settings`` only. State-machine tests (``tests/state/``) use ``state_conn``
+and the factories of :mod:`tests.support.factories`, with no worker process. Integration
+and fault tests use real services: a PostgreSQL test database (``db``, ``seeded``), a real
+Redis DB (``redis``), a fresh bucket on the S3 endpoint (``bucket``), real worker processes
+(``workers``) and the API (``app``, ``client``, ``api``). ``make test`` starts the local
+stack's dependencies first; these fixtures only create what belongs to the test run.
+Helpers live in :mod:`tests.support`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import fakeredis
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
 from redis import Redis
 
 from api import create_app
 from deploy.services import ensure_bucket
-from shared.migrate import ensure_database, migrate
 from shared.settings import Settings, load_settings
-from shared.storage import s3_client
-from tests.exports_support import ApiClient, WorkerPool
-from tests.support import test_settings
+from tests.support.api import ApiSession
+from tests.support.databases import SEED, needs_seeding, prepare_database
+from tests.support.s3 import remove_bucket
+from tests.support.settings import test_settings
+from tests.support.workers import WorkerPool
+
+PRODUCT_ROWS = 1_000_000  # the demo's size: the big-export tests read all of it
+UNEVEN_ROWS = 20_000
 
 
 @pytest.fixture(scope="session")
@@ -38,31 +44,19 @@ def settings(base_settings: Settings) -> Settings:
     return test_settings(base_settings)
 
 
-@pytest.fixture
-def fake_redis() -> fakeredis.FakeRedis:
-    """An in-memory Redis for unit tests."""
-    return fakeredis.FakeRedis()
-
-
 @pytest.fixture(scope="session")
 def db(settings: Settings, base_settings: Settings) -> str:
-    """Create (if needed) and migrate the test database; return its URL."""
-    ensure_database(base_settings.state_database_url, conninfo_to_dict(settings.state_database_url)["dbname"])
-    with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
-        migrate(conn)
-        # Each session starts with no exports: Redis is flushed too, so old ones would be orphans.
-        conn.execute("TRUNCATE exports, export_chunks, api_keys")
-        from seeds.seed import apply_schema
-
-        apply_schema(conn)
+    """Create (if needed) and migrate the test database, with no exports; return its URL."""
+    prepare_database(base_settings.state_database_url, conninfo_to_dict(settings.state_database_url)["dbname"])
     return settings.state_database_url
 
 
 @pytest.fixture
-def conn(db: str) -> Iterator[psycopg.Connection]:
-    """An autocommit connection to the test database."""
-    with psycopg.connect(db, autocommit=True) as connection:
-        yield connection
+def state_conn(db: str) -> Iterator[psycopg.Connection]:
+    """A connection to the test database (rows as dicts) whose work is rolled back after the test."""
+    with psycopg.connect(db, row_factory=dict_row) as conn:
+        yield conn
+        conn.rollback()
 
 
 @pytest.fixture(scope="session")
@@ -82,13 +76,7 @@ def bucket(settings: Settings) -> Iterator[str]:
     """A fresh bucket on the real S3 endpoint for this test session, removed afterwards."""
     ensure_bucket(settings)
     yield settings.s3_bucket
-    client = s3_client(settings)
-    for upload in client.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads", []):
-        client.abort_multipart_upload(Bucket=settings.s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
-    client.delete_bucket(Bucket=settings.s3_bucket)
+    remove_bucket(settings)
 
 
 @pytest.fixture
@@ -106,13 +94,6 @@ def client(app):
     return app.test_client()
 
 
-
-
-PRODUCT_ROWS = 1_000_000  # the demo's size: the big-export tests read all of it
-UNEVEN_ROWS = 20_000
-SEED = 42
-
-
 @pytest.fixture(scope="session")
 def seeded(db: str) -> str:
     """The test database with products (1,000,000 rows) and uneven_rows, seeded once.
@@ -122,9 +103,9 @@ def seeded(db: str) -> str:
     from seeds.seed import seed_products, seed_uneven
 
     with psycopg.connect(db, autocommit=True) as conn:
-        if conn.execute("SELECT count(*) FROM products").fetchone()[0] != PRODUCT_ROWS:
+        if needs_seeding(conn, "products", PRODUCT_ROWS):
             seed_products(conn, PRODUCT_ROWS, SEED)
-        if conn.execute("SELECT count(*) FROM uneven_rows").fetchone()[0] != UNEVEN_ROWS:
+        if needs_seeding(conn, "uneven_rows", UNEVEN_ROWS):
             seed_uneven(conn, UNEVEN_ROWS, SEED)
     return db
 
@@ -139,9 +120,9 @@ def workers(settings: Settings, seeded: str, bucket: str, redis: Redis) -> Itera
 
 
 @pytest.fixture
-def api(app, workers, keys) -> ApiClient:
+def api(app, workers, keys) -> ApiSession:
     """The API as alice (a test client with her key), with workers running."""
-    return ApiClient(app.test_client(), keys["alice"])
+    return ApiSession(app.test_client(), keys["alice"])
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 
+from shared.logs import configure_logging
 from shared.settings import Settings, load_settings
-
 
 log = logging.getLogger("spillway.worker")
 _stop = {"requested": False}
@@ -65,15 +65,19 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings()
     preload(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    configure_logging()
     connection = Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection) for name in (settings.queue_control, settings.queue_chunks)]
     base_name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     # RQ's loop ends (it does not retry) when Redis fails outside a dequeue, e.g. while Redis
     # restarts; run it again, under a new name, until a stop is requested.
     for incarnation in itertools.count():
-        worker = SpillwayWorker(queues, connection=connection, job_monitoring_interval=5,
-                                name=base_name if incarnation == 0 else f"{base_name}.{incarnation}")
+        worker = SpillwayWorker(
+            queues,
+            connection=connection,
+            job_monitoring_interval=5,
+            name=base_name if incarnation == 0 else f"{base_name}.{incarnation}",
+        )
         try:
             worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
         except (RedisConnectionError, RedisTimeoutError) as exc:

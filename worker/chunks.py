@@ -17,15 +17,18 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO, Any
 
 import psycopg
 from redis import Redis
 
-from shared import exports_repo as repo
-from shared.db import connect_source, connect_state, copy_blocks
+from shared import chunks_repo
+from shared.db import connect_source, connect_state, copy_blocks, export_label, state_label
+from shared.lifecycle import fill_window
+from shared.logs import log_context
+from shared.models import ClaimedChunk
 from shared.query import chunk_copy, header_bytes
-from shared.queue import cancel_key, enqueue_chunks, enqueue_finalize, fill_window
+from shared.queue import cancel_key, enqueue_chunks, enqueue_finalize
 from shared.settings import Settings
 from shared.spec import ExportSpec
 from worker.failures import ExportError
@@ -48,7 +51,7 @@ class HandBack(Exception):
 _shutdown = {"requested": False}
 
 
-def _on_shutdown_signal(signum: int, frame: object) -> None:
+def _on_shutdown_signal(signum: int, frame: Any) -> None:
     _shutdown["requested"] = True
 
 
@@ -86,8 +89,10 @@ class Watch:
         if _shutdown["requested"]:
             raise HandBack("worker shutting down")
         if time.monotonic() - self._renewed > self.settings.lease_s / 3:
-            with connect_state(self.settings, f"spillway:state:{self.export_id}:lease") as state:
-                if not repo.renew_lease(state, self.export_id, self.part_number, self.attempt, self.settings.lease_s):
+            with connect_state(self.settings, state_label("lease", self.export_id)) as state:
+                if not chunks_repo.renew_lease(
+                    state, self.export_id, self.part_number, self.attempt, self.settings.lease_s
+                ):
                     raise ChunkStopped("attempt superseded")
             self._renewed = time.monotonic()
 
@@ -97,8 +102,16 @@ class Watch:
         return total - (before[-1] if before else 0)
 
 
-def read_chunk(settings: Settings, spec: ExportSpec, export_id: uuid.UUID, part_number: int,
-               lo: int | None, hi: int | None, out: BinaryIO, watch: Watch | None = None) -> tuple[int, int, bytes]:
+def read_chunk(
+    settings: Settings,
+    spec: ExportSpec,
+    export_id: uuid.UUID,
+    part_number: int,
+    lo: int | None,
+    hi: int | None,
+    out: IO[bytes],
+    watch: Watch | None = None,
+) -> tuple[int, int, bytes]:
     """COPY the chunk's rows as CSV into ``out``; return (rows, bytes, md5 digest).
 
     Part 1 starts with the optional BOM and the header row.
@@ -109,63 +122,78 @@ def read_chunk(settings: Settings, spec: ExportSpec, export_id: uuid.UUID, part_
     md5.update(header)
     size = len(header)
     query, params = chunk_copy(spec.source, spec, lo, hi)
-    with connect_source(settings, f"spillway:export:{export_id}:part:{part_number}") as source:
-        with source.cursor() as cur:
-            for block in copy_blocks(cur, query, params, BLOCK_BYTES):
-                out.write(block)
-                md5.update(block)
-                size += len(block)
-                if watch is not None:
-                    watch.check(size)
-            rows = cur.rowcount
+    with connect_source(settings, export_label(export_id, f"part:{part_number}")) as source, source.cursor() as cur:
+        for block in copy_blocks(cur, query, params, BLOCK_BYTES):
+            out.write(block)
+            md5.update(block)
+            size += len(block)
+            if watch is not None:
+                watch.check(size)
+        rows = cur.rowcount
     return rows, size, md5.digest()
 
 
-def export_chunk(settings: Settings, redis: Redis, export_id: uuid.UUID, part_number: int, worker: str,
-                 meta: dict | None = None) -> str:
+def run_chunk(
+    settings: Settings,
+    redis: Redis,
+    export_id: uuid.UUID,
+    part_number: int,
+    worker: str,
+    meta: dict[str, Any] | None = None,
+) -> str:
     """Claim, read, upload and record one chunk; enqueue the next chunks, or the finalizer.
 
     Args:
         meta: filled with what an operator or a test wants to know (bytes read after a cancel).
     """
-    with connect_state(settings, f"spillway:state:{export_id}:part:{part_number}") as state:
-        chunk = repo.claim_chunk(state, export_id, part_number, worker, settings.lease_s)
+    label = state_label(f"part:{part_number}", export_id)
+    with connect_state(settings, label) as state:
+        chunk = chunks_repo.claim_chunk(state, export_id, part_number, worker, settings.lease_s)
     if chunk is None:
         return "skipped: chunk done, leased elsewhere, or export not running"
-    spec = ExportSpec.from_json(chunk["spec"])
+    with log_context(attempt=chunk.attempt):
+        return _run_attempt(settings, redis, chunk, label, meta)
+
+
+def _run_attempt(settings: Settings, redis: Redis, chunk: ClaimedChunk, label: str, meta: dict[str, Any] | None) -> str:
+    export_id, part_number, attempt = chunk.export_id, chunk.part_number, chunk.attempt
+    spec = ExportSpec.from_json(chunk.spec)
     try:
-        s3_part = repo.upload_part_number(part_number, chunk["attempt"])
+        s3_part = chunks_repo.upload_part_number(part_number, attempt)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
-    watch = Watch(settings, redis, export_id, part_number, chunk["attempt"])
+    watch = Watch(settings, redis, export_id, part_number, attempt)
     size = 0
     try:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
-            rows, size, md5 = read_chunk(settings, spec, export_id, part_number, chunk["key_lo"], chunk["key_hi"],
-                                         buffer, watch)
+            rows, size, md5 = read_chunk(
+                settings, spec, export_id, part_number, chunk.key_lo, chunk.key_hi, buffer, watch
+            )
             watch.check(size)  # a last look (cancel, lease) before the upload
             buffer.seek(0)
-            etag = upload_part(settings, chunk["object_key"], chunk["upload_id"], s3_part, buffer, size, md5)
+            etag = upload_part(settings, chunk.object_key, chunk.upload_id, s3_part, buffer, size, md5)
     except HandBack:
-        _release(settings, export_id, part_number, chunk["attempt"])
-        with connect_state(settings, f"spillway:state:{export_id}:part:{part_number}") as state:
-            recovery = repo.next_recovery(state, export_id, part_number)
+        _release(settings, chunk, label)
+        with connect_state(settings, label) as state:
+            recovery = chunks_repo.next_recovery(state, export_id, part_number)
         if recovery is not None:
             enqueue_chunks(redis, settings, export_id, [part_number], recovery)
         return "handed back: the worker is shutting down"
     except (ChunkStopped, psycopg.errors.QueryCanceled) as exc:
         cancelled = watch.cancelled_at()
         if cancelled is None and not isinstance(exc, ChunkStopped):
-            _release(settings, export_id, part_number, chunk["attempt"])
+            _release(settings, chunk, label)
             raise  # a statement timeout: the retry policy decides
         if meta is not None and cancelled is not None:
-            meta["bytes_after_cancel"] = watch.bytes_after(cancelled, watch.checkpoints[-1][1] if watch.checkpoints else 0)
+            meta["bytes_after_cancel"] = watch.bytes_after(
+                cancelled, watch.checkpoints[-1][1] if watch.checkpoints else 0
+            )
         return f"stopped: {exc}"
     except BaseException:
-        _release(settings, export_id, part_number, chunk["attempt"])
+        _release(settings, chunk, label)
         raise
-    with connect_state(settings, f"spillway:state:{export_id}:part:{part_number}") as state:
-        recorded, finalize = repo.record_part(state, export_id, part_number, chunk["attempt"], etag, rows, size)
+    with connect_state(settings, label) as state:
+        recorded, finalize = chunks_repo.record_part(state, export_id, part_number, attempt, etag, rows, size)
         if recorded and not finalize:
             fill_window(state, redis, settings, export_id)
     cancelled = watch.cancelled_at()
@@ -176,12 +204,12 @@ def export_chunk(settings: Settings, redis: Redis, export_id: uuid.UUID, part_nu
     if not recorded:
         # Cancelled or superseded while uploading: this part may have landed after the abort.
         if cancelled is not None:
-            abort_upload(settings, chunk["object_key"], chunk["upload_id"])
-        log.warning("export %s part %d attempt %d: write rejected", export_id, part_number, chunk["attempt"])
+            abort_upload(settings, chunk.object_key, chunk.upload_id)
+        log.warning("write rejected: the export was cancelled or a newer attempt holds this chunk")
         return "rejected: the export was cancelled or a newer attempt holds this chunk"
     return f"part {part_number}: {rows} rows, {size} bytes"
 
 
-def _release(settings: Settings, export_id: uuid.UUID, part_number: int, attempt: int) -> None:
-    with connect_state(settings, f"spillway:state:{export_id}:part:{part_number}") as state:
-        repo.release_chunk(state, export_id, part_number, attempt)
+def _release(settings: Settings, chunk: ClaimedChunk, label: str) -> None:
+    with connect_state(settings, label) as state:
+        chunks_repo.release_chunk(state, chunk.export_id, chunk.part_number, chunk.attempt)

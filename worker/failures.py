@@ -10,8 +10,16 @@ from __future__ import annotations
 import psycopg
 from botocore.exceptions import ClientError
 
-PERMANENT_S3_CODES = {"NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-                      "NoSuchUpload", "EntityTooSmall", "InvalidPart", "InvalidPartOrder"}
+PERMANENT_S3_CODES = {
+    "NoSuchBucket",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NoSuchUpload",
+    "EntityTooSmall",
+    "InvalidPart",
+    "InvalidPartOrder",
+}
 
 
 class ExportError(Exception):

@@ -14,9 +14,10 @@ import uuid
 
 from redis import Redis
 
-from shared import exports_repo as repo
-from shared.db import connect_state
-from shared.queue import admit
+from shared import chunks_repo, exports_repo
+from shared.db import connect_state, state_label
+from shared.lifecycle import admit
+from shared.models import ExportStatus
 from shared.settings import Settings
 from shared.storage import s3_client
 from worker.failures import ExportError
@@ -25,24 +26,25 @@ from worker.uploads import complete_upload
 
 def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     """Complete the upload of a running export whose parts are all recorded."""
-    with connect_state(settings, f"spillway:state:{export_id}:finalize") as state:
-        attempt = repo.claim_finalize(state, export_id, settings.lease_s)
-        export = repo.get_export(state, export_id)
+    label = state_label("finalize", export_id)
+    with connect_state(settings, label) as state:
+        attempt = exports_repo.claim_finalize(state, export_id, settings.lease_s)
+        export = exports_repo.get_export(state, export_id)
         if attempt is None or export is None:
-            return f"skipped: export is {export['status'] if export else 'gone'} or being finalized"
-        parts = repo.done_parts(state, export_id)
-    if len(parts) != export["parts_total"]:
-        raise ExportError(f"finalize found {len(parts)} of {export['parts_total']} parts recorded")
-    size = complete_upload(settings, export["object_key"], export["upload_id"], parts)
-    rows = sum(p["rows"] for p in parts)
-    with connect_state(settings, f"spillway:state:{export_id}:finalize") as state:
-        completed = repo.complete_export(state, export_id, size, rows, settings.export_ttl_s, attempt)
-        now = repo.get_export(state, export_id)
-        admit(state, redis, settings, export["owner"])
+            return f"skipped: export is {export.status if export else 'gone'} or being finalized"
+        parts = chunks_repo.done_parts(state, export_id)
+    if len(parts) != export.parts_total or not export.object_key or not export.upload_id:
+        raise ExportError(f"finalize found {len(parts)} of {export.parts_total} parts recorded")
+    size = complete_upload(settings, export.object_key, export.upload_id, parts)
+    rows = sum(p.rows or 0 for p in parts)
+    with connect_state(settings, label) as state:
+        completed = exports_repo.complete_export(state, export_id, size, rows, settings.export_ttl_s, attempt)
+        now = exports_repo.get_export(state, export_id)
+        admit(state, redis, settings, export.owner)
     if completed:
         return f"completed: {rows} rows, {size} bytes"
-    if now is not None and now["status"] in ("cancelled", "failed"):
+    if now is not None and now.status in (ExportStatus.CANCELLED, ExportStatus.FAILED):
         # Cancelled or failed while completing: the object must not outlive the export.
-        s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=export["object_key"])
-        return f"discarded: the export became {now['status']} while completing"
+        s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=export.object_key)
+        return f"discarded: the export became {now.status} while completing"
     return "rejected: a newer finalize attempt owns this export"

@@ -18,29 +18,43 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
-import os
 import time
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from shared import chunks_repo, exports_repo
 from shared import queue as q
-from shared.db import connect_state
-from shared.exports_repo import next_recovery
+from shared.db import connect_state, state_label
+from shared.lifecycle import admit, fill_window
+from shared.logs import configure_logging, log_context
+from shared.models import ChunkStatus, ExportStatus
 from shared.settings import Settings, load_settings
-from shared.storage import s3_client
+from shared.storage import export_id_of_key, s3_client
 from worker.uploads import abort_upload
 
 log = logging.getLogger("spillway.reconciler")
 
-WAITING = {"queued", "scheduled", "deferred", "rate_limited", "created"}
+WAITING = {"queued", "scheduled", "deferred", "rate_limited", "created"}  # RQ statuses of a job not yet started
 LIVE = WAITING | {"started"}
+EXPIRE_BATCH = 100  # completed exports expired per pass at most
+LOCK_TTL_INTERVALS = 3  # the reconciler lock outlives this many intervals without renewal
+Conn = psycopg.Connection[Any]
+
+# Take the lock, or extend it if this reconciler holds it; one atomic step, so a reconciler
+# can never extend a lock another one took after its own expired.
+_TAKE_OR_EXTEND = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
 
 
 def job_state(redis: Redis, job_id: str | None) -> str | None:
@@ -61,79 +75,71 @@ def _replace_job(redis: Redis, job_id: str) -> None:
         pass
 
 
-def recover_chunks(conn: psycopg.Connection, redis: Redis, settings: Settings) -> int:
+def recover_chunks(conn: Conn, redis: Redis, settings: Settings) -> int:
     """Replace the jobs of chunks with an expired lease, or waiting on a job Redis lost."""
-    rows = conn.execute(
-        "SELECT c.export_id, c.part_number, c.status, c.job_id FROM export_chunks c"
-        " JOIN exports e ON e.id = c.export_id WHERE e.status = 'running'"
-        " AND ((c.status = 'pending' AND c.enqueued)"
-        "  OR (c.status = 'running' AND c.lease_expires_at < now()))").fetchall()
     recovered = 0
-    for row in rows:
-        state = job_state(redis, row["job_id"])
-        if row["status"] == "pending" and state in LIVE:
+    for chunk in chunks_repo.recoverable_chunks(conn):
+        state = job_state(redis, chunk.job_id)
+        if chunk.status == ChunkStatus.PENDING and state in LIVE:
             continue  # waiting for a worker, or just starting
-        if row["status"] == "running" and state in WAITING:
+        if chunk.status == ChunkStatus.RUNNING and state in WAITING:
             continue  # a replacement is already waiting for a worker
-        recovery = next_recovery(conn, row["export_id"], row["part_number"], row["job_id"])
+        recovery = chunks_repo.next_recovery(conn, chunk.export_id, chunk.part_number, chunk.job_id)
         if recovery is not None:
-            q.enqueue_chunks(redis, settings, row["export_id"], [row["part_number"]], recovery)
-            log.warning("export %s part %d: %s (job %s is %s); enqueued recovery %d", row["export_id"],
-                        row["part_number"], "lease expired" if row["status"] == "running" else "job lost",
-                        row["job_id"], state, recovery)
+            q.enqueue_chunks(redis, settings, chunk.export_id, [chunk.part_number], recovery)
+            with log_context(export=chunk.export_id, part=chunk.part_number):
+                log.warning(
+                    "%s (job %s is %s); enqueued recovery %d",
+                    "lease expired" if chunk.status == ChunkStatus.RUNNING else "job lost",
+                    chunk.job_id,
+                    state,
+                    recovery,
+                )
             recovered += 1
     return recovered
 
 
-def recover_control_jobs(conn: psycopg.Connection, redis: Redis, settings: Settings) -> int:
+def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings) -> int:
     """Re-enqueue lost planners and finalizers; refill windows; admit waiting exports."""
     count = 0
-    for row in conn.execute("SELECT id FROM exports WHERE status = 'queued' AND admitted_at IS NOT NULL"):
-        job_id = q.plan_job_id(row["id"])
+    unfinished = exports_repo.unfinished_exports(conn)
+    for export in unfinished:
+        if export.status != ExportStatus.QUEUED or export.admitted_at is None:
+            continue
+        job_id = q.plan_job_id(export.id)
         if job_state(redis, job_id) not in LIVE:
             _replace_job(redis, job_id)
-            q.enqueue_plan(redis, settings, row["id"])
-            log.warning("export %s: planner lost; enqueued again", row["id"])
+            q.enqueue_plan(redis, settings, export.id)
+            with log_context(export=export.id):
+                log.warning("planner lost; enqueued again")
             count += 1
-    ready = conn.execute(
-        "SELECT id, finalize_attempt FROM exports WHERE status = 'running' AND parts_done = parts_total"
-        " AND (finalize_lease_expires_at IS NULL OR finalize_lease_expires_at < now())").fetchall()
-    for row in ready:
-        job_id = q.finalize_job_id(row["id"], row["finalize_attempt"] + 1)
+    for export in exports_repo.finalizable_exports(conn):
+        job_id = q.finalize_job_id(export.id, export.finalize_attempt + 1)
         if job_state(redis, job_id) not in LIVE:
             _replace_job(redis, job_id)
-            q.enqueue_finalize(redis, settings, row["id"], row["finalize_attempt"] + 1)
-            log.warning("export %s: finalizer lost; enqueued again", row["id"])
+            q.enqueue_finalize(redis, settings, export.id, export.finalize_attempt + 1)
+            with log_context(export=export.id):
+                log.warning("finalizer lost; enqueued again")
             count += 1
-    for row in conn.execute("SELECT id FROM exports WHERE status = 'running'").fetchall():
-        count += len(q.fill_window(conn, redis, settings, row["id"]))
-    for row in conn.execute("SELECT DISTINCT owner FROM exports WHERE status = 'queued' AND admitted_at IS NULL"
-                            ).fetchall():
-        count += len(q.admit(conn, redis, settings, row["owner"]))
+    for export in unfinished:
+        if export.status == ExportStatus.RUNNING:
+            count += len(fill_window(conn, redis, settings, export.id))
+    for owner in sorted({e.owner for e in unfinished if e.status == ExportStatus.QUEUED and e.admitted_at is None}):
+        count += len(admit(conn, redis, settings, owner))
     return count
 
 
-def expire_exports(conn: psycopg.Connection, settings: Settings, limit: int = 100) -> int:
+def expire_exports(conn: Conn, settings: Settings, limit: int = EXPIRE_BATCH) -> int:
     """Delete the objects of completed exports past ``expires_at``; mark them expired."""
-    rows = conn.execute("SELECT id, object_key FROM exports WHERE status = 'completed' AND expires_at < now()"
-                        " ORDER BY expires_at LIMIT %s", (limit,)).fetchall()
-    for row in rows:
-        s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=row["object_key"])
-        conn.execute("UPDATE exports SET status = 'expired', updated_at = now() WHERE id = %s"
-                     " AND status = 'completed'", (row["id"],))
-    return len(rows)
+    expiring = exports_repo.expiring_exports(conn, limit)
+    for export in expiring:
+        if export.object_key:
+            s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=export.object_key)
+        exports_repo.mark_expired(conn, export.id)
+    return len(expiring)
 
 
-def _export_of(settings: Settings, key: str) -> str | None:
-    """The export id in an object key ``<prefix><export id>/<filename>``."""
-    head = key[len(settings.s3_prefix):].split("/", 1)[0]
-    try:
-        return str(uuid.UUID(head))
-    except ValueError:
-        return None
-
-
-def abort_orphan_uploads(conn: psycopg.Connection, settings: Settings) -> int:
+def abort_orphan_uploads(conn: Conn, settings: Settings) -> int:
     """Abort multipart uploads under our prefix that no queued or running export owns.
 
     An upload is live when its key's export is queued (its planner may be between creating
@@ -141,17 +147,19 @@ def abort_orphan_uploads(conn: psycopg.Connection, settings: Settings) -> int:
     than the grace period are left alone too (S3's ``Initiated``; moto reports a fixed date,
     so the key rule is what protects a planner in flight).
     """
-    rows = conn.execute("SELECT id::text AS id, status, upload_id FROM exports"
-                        " WHERE status IN ('queued', 'running')").fetchall()
-    queued = {r["id"] for r in rows if r["status"] == "queued"}
-    running = {r["upload_id"] for r in rows if r["status"] == "running"}
-    cutoff = datetime.now(timezone.utc) - timedelta(seconds=settings.janitor_grace_s)
+    unfinished = exports_repo.unfinished_exports(conn)
+    queued = {e.id for e in unfinished if e.status == ExportStatus.QUEUED}
+    running = {e.upload_id for e in unfinished if e.status == ExportStatus.RUNNING}
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings.janitor_grace_s)
     aborted = 0
     paginator = s3_client(settings).get_paginator("list_multipart_uploads")
     for page in paginator.paginate(Bucket=settings.s3_bucket, Prefix=settings.s3_prefix):
         for upload in page.get("Uploads", []):
-            if (upload["UploadId"] in running or _export_of(settings, upload["Key"]) in queued
-                    or upload["Initiated"] > cutoff):
+            if (
+                upload["UploadId"] in running
+                or export_id_of_key(settings, upload["Key"]) in queued
+                or upload["Initiated"] > cutoff
+            ):
                 continue
             abort_upload(settings, upload["Key"], upload["UploadId"])
             log.warning("aborted orphan multipart upload %s of %s", upload["UploadId"], upload["Key"])
@@ -161,7 +169,7 @@ def abort_orphan_uploads(conn: psycopg.Connection, settings: Settings) -> int:
 
 def reconcile(settings: Settings, redis: Redis) -> dict[str, int]:
     """One pass of every step; return what each did."""
-    with connect_state(settings, "spillway:state:reconciler") as conn:
+    with connect_state(settings, state_label("reconciler")) as conn:
         return {
             "chunks": recover_chunks(conn, redis, settings),
             "control": recover_control_jobs(conn, redis, settings),
@@ -170,13 +178,18 @@ def reconcile(settings: Settings, redis: Redis) -> dict[str, int]:
         }
 
 
+def hold_lock(redis: Redis, key: str, holder: str, ttl_ms: int) -> bool:
+    """Take the reconciler lock, or extend it when ``holder`` already has it (atomically)."""
+    return bool(redis.eval(_TAKE_OR_EXTEND, 1, key, holder, ttl_ms))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run passes until SIGTERM (or one pass with ``--once``)."""
     parser = argparse.ArgumentParser(description="Spillway reconciler and janitor.")
     parser.add_argument("--once", action="store_true", help="run one pass and exit")
     args = parser.parse_args(argv)
     settings = load_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    configure_logging()
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
@@ -187,8 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.monotonic()
         try:
             # One reconciler at a time does the work; another takes over when this one stops.
-            if redis.set(lock, me, nx=True, px=int(interval * 3000)) or redis.get(lock) == me.encode():
-                redis.pexpire(lock, int(interval * 3000))
+            if hold_lock(redis, lock, me, int(interval * 1000 * LOCK_TTL_INTERVALS)):
                 done = reconcile(settings, redis)
                 if any(done.values()):
                     log.info("reconciled: %s", done)

@@ -9,45 +9,56 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import BinaryIO
+from typing import IO
 
 from botocore.exceptions import ClientError
 
+from shared.models import Chunk
 from shared.settings import Settings
 from shared.storage import s3_client
+from worker.failures import ExportError
 
 log = logging.getLogger(__name__)
 
 
-def upload_part(settings: Settings, key: str, upload_id: str, part_number: int, body: BinaryIO,
-                size: int, md5: bytes) -> str:
+def upload_part(
+    settings: Settings, key: str, upload_id: str, part_number: int, body: IO[bytes], size: int, md5: bytes
+) -> str:
     """Upload one part; return its ETag."""
     response = s3_client(settings).upload_part(
-        Bucket=settings.s3_bucket, Key=key, UploadId=upload_id, PartNumber=part_number, Body=body,
-        ContentLength=size, ContentMD5=base64.b64encode(md5).decode())
-    return response["ETag"]
+        Bucket=settings.s3_bucket,
+        Key=key,
+        UploadId=upload_id,
+        PartNumber=part_number,
+        Body=body,
+        ContentLength=size,
+        ContentMD5=base64.b64encode(md5).decode(),
+    )
+    etag: str = response["ETag"]
+    return etag
 
 
-def complete_upload(settings: Settings, key: str, upload_id: str, parts: list[dict]) -> int:
+def complete_upload(settings: Settings, key: str, upload_id: str, parts: list[Chunk]) -> int:
     """Complete the upload from ``parts`` (part order) and return the object's size.
 
     If the upload is already gone (a lost answer to an earlier complete), the object is
     checked instead: it must exist with the expected size.
     """
     client = s3_client(settings)
-    expected = sum(p["bytes"] for p in parts)
+    expected = sum(p.bytes or 0 for p in parts)
     try:
         client.complete_multipart_upload(
-            Bucket=settings.s3_bucket, Key=key, UploadId=upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": p["upload_part_number"], "ETag": p["etag"]} for p in parts]})
+            Bucket=settings.s3_bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": p.upload_part_number, "ETag": p.etag} for p in parts]},
+        )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
             raise
         log.warning("upload %s of %s is gone; checking the object", upload_id, key)
-    size = client.head_object(Bucket=settings.s3_bucket, Key=key)["ContentLength"]
+    size: int = client.head_object(Bucket=settings.s3_bucket, Key=key)["ContentLength"]
     if size != expected:
-        from worker.failures import ExportError
-
         raise ExportError(f"object {key} has {size} bytes, its parts {expected}")
     return size
 

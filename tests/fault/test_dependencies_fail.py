@@ -7,9 +7,10 @@ import time
 import psycopg
 import pytest
 
-from tests.exports_support import download
-from tests.fault.conftest import FULL, PART, digest
-from tests.support import wait_for
+from tests.support.api import download
+from tests.support.scenarios import FULL, PART, Scenario, digest
+from tests.support.state import chunk_label_pattern
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.fault
 
@@ -18,8 +19,12 @@ def test_redis_restarted_empty_in_the_middle_of_two_exports(scenario, reference,
     scenario.stack.start(2)
     first = scenario.api.export(FULL)
     second = scenario.api.export(PART)
-    wait_for(lambda: scenario.api.get(f"/exports/{first['id']}").get_json()["progress"]["parts_done"] >= 3,
-             timeout=120, interval=0.02, what="the exports to be under way")
+    wait_for(
+        lambda: scenario.api.status(first["id"])["progress"]["parts_done"] >= 3,
+        timeout=120,
+        interval=0.02,
+        what="the exports to be under way",
+    )
     restarted = time.monotonic()
     scenario.redis_server.restart_empty()  # no persistence: every queue, job and registry is gone
     done = [scenario.api.wait(e["id"], timeout=300) for e in (first, second)]
@@ -35,16 +40,17 @@ def test_redis_restarted_empty_in_the_middle_of_two_exports(scenario, reference,
 
 def test_s3_answers_500_to_10_percent_of_upload_part(scenario, reference, capsys):
     scenario.proxy.fail_upload_part_every = 10  # every tenth UploadPart call, retries included
-    scenario.stack.settings = scenario.settings = scenario.settings.replace(part_min_bytes=5 * 2**20)  # more parts
-    scenario.stack.workers.settings = scenario.settings
+    scenario.reconfigure(part_min_bytes=5 * 2**20)  # more parts
     scenario.stack.start(2)
     done = scenario.api.run(FULL)[0]
     assert done["status"] == "completed"
     assert digest(download(done["download"]["url"])) == digest(reference["full"])
     assert scenario.proxy.injected >= 2
     with capsys.disabled():
-        print(f"\nS3 500s: {scenario.proxy.injected} of {scenario.proxy.upload_parts} UploadPart calls failed; "
-              "the export is identical")
+        print(
+            f"\nS3 500s: {scenario.proxy.injected} of {scenario.proxy.upload_parts} UploadPart calls failed; "
+            "the export is identical"
+        )
     scenario.assert_no_orphan_uploads()
 
 
@@ -67,7 +73,8 @@ def test_postgres_backend_of_a_running_chunk_is_killed(scenario, reference, caps
             row = conn.execute(
                 "SELECT pg_terminate_backend(pid), application_name FROM pg_stat_activity"
                 " WHERE application_name LIKE %s AND query LIKE 'COPY%%' AND state = 'active' LIMIT 1",
-                (f"spillway:export:{export['id']}:part:%",)).fetchone()
+                (chunk_label_pattern(export["id"]),),
+            ).fetchone()
         return row
 
     killed = wait_for(terminate_one, timeout=120, interval=0.01, what="a chunk's COPY to terminate")
@@ -76,8 +83,9 @@ def test_postgres_backend_of_a_running_chunk_is_killed(scenario, reference, caps
     assert digest(download(done["download"]["url"])) == digest(reference["full"])
     part = int(killed[1].rsplit(":", 1)[1])
     with psycopg.connect(scenario.settings.state_database_url) as conn:
-        attempts = conn.execute("SELECT attempt FROM export_chunks WHERE export_id = %s AND part_number = %s",
-                                (export["id"], part)).fetchone()[0]
+        attempts = conn.execute(
+            "SELECT attempt FROM export_chunks WHERE export_id = %s AND part_number = %s", (export["id"], part)
+        ).fetchone()[0]
     assert attempts >= 2
     with capsys.disabled():
         print(f"\npg_terminate_backend on part {part}: re-run as attempt {attempts}; the export is identical")
@@ -90,8 +98,9 @@ def test_permanent_failures_fail_the_export_clearly(scenario, seeded):
     with psycopg.connect(seeded, autocommit=True) as conn:
         conn.execute("ALTER TABLE uneven_rows RENAME COLUMN label TO label_renamed")
         try:
-            gone = scenario.api.wait(scenario.api.export({"dataset": "uneven_rows", "columns": ["id", "label"]})["id"],
-                                     timeout=60)
+            gone = scenario.api.wait(
+                scenario.api.export({"dataset": "uneven_rows", "columns": ["id", "label"]})["id"], timeout=60
+            )
         finally:
             conn.execute("ALTER TABLE uneven_rows RENAME COLUMN label_renamed TO label")
     assert gone["status"] == "failed"
@@ -99,8 +108,6 @@ def test_permanent_failures_fail_the_export_clearly(scenario, seeded):
 
 
 def test_missing_bucket_fails_the_export_clearly(settings, seeded, bucket, keys_for, tmp_path, request):
-    from tests.fault.conftest import Scenario
-
     scenario = Scenario(settings.replace(s3_bucket="spillway-no-such-bucket"), tmp_path, keys_for, request.node.name)
     try:
         scenario.stack.start(1)

@@ -28,7 +28,9 @@ def test_dashboard_refuses_to_start_without_a_password(settings):
         create_dashboard(settings.replace(dashboard_password=""))
 
 
-@pytest.mark.parametrize("headers", [{}, basic("admin", "wrong"), basic("root", "s3cret"), {"Authorization": "Bearer x"}])
+@pytest.mark.parametrize(
+    "headers", [{}, basic("admin", "wrong"), basic("root", "s3cret"), {"Authorization": "Bearer x"}]
+)
 def test_no_or_wrong_credentials_get_401(dashboard, headers):
     _, client = dashboard
     for path in ("/", "/0/data/queues.json", "/0/view/workers"):

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from rq import Queue
 
-from tests.exports_support import ApiClient, parse_csv
+from tests.support.api import ApiSession, parse_csv
 
 
 def _state(settings, redis) -> tuple[int, int]:
@@ -73,8 +73,12 @@ def test_inline_refused_when_too_many_rows(api, settings, redis):
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer sw_wrong", "Basic abc"])
 def test_requests_without_a_valid_key_get_401(client, workers, header):
     headers = {"Authorization": header} if header else {}
-    for method, path in (("post", "/exports"), ("get", "/exports"), ("get", "/datasets"),
-                         ("get", "/exports/00000000-0000-0000-0000-000000000000")):
+    for method, path in (
+        ("post", "/exports"),
+        ("get", "/exports"),
+        ("get", "/datasets"),
+        ("get", "/exports/00000000-0000-0000-0000-000000000000"),
+    ):
         response = getattr(client, method)(path, headers=headers, json={"dataset": "products"})
         assert response.status_code == 401, (method, path)
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -84,7 +88,7 @@ def test_another_owners_export_is_404_everywhere(app, api, keys):
     export = api.export({"dataset": "products", "filters": {"id": {"lte": 100}}})
     done = api.wait(export["id"])
     assert done["status"] == "completed"
-    bob = ApiClient(app.test_client(), keys["bob"])
+    bob = ApiSession(app.test_client(), keys["bob"])
     assert bob.get(f"/exports/{export['id']}").status_code == 404
     assert bob.get(f"/exports/{export['id']}/download").status_code == 404
     assert export["id"] not in [e["id"] for e in bob.get("/exports?limit=100").get_json()["exports"]]
@@ -93,8 +97,15 @@ def test_another_owners_export_is_404_everywhere(app, api, keys):
 
 
 def test_inline_answer_is_the_file(api, seeded):
-    response = api.post("/exports", json={"dataset": "products", "columns": ["id", "name"],
-                                          "filters": {"id": {"lte": 50}}, "filename": "small.csv"})
+    response = api.post(
+        "/exports",
+        json={
+            "dataset": "products",
+            "columns": ["id", "name"],
+            "filters": {"id": {"lte": 50}},
+            "filename": "small.csv",
+        },
+    )
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert response.headers["Content-Disposition"] == 'attachment; filename="small.csv"'
@@ -118,14 +129,13 @@ def test_download_before_completion_is_409(api, settings):
     from shared.spec import parse_spec
 
     with psycopg.connect(settings.state_database_url, autocommit=True, row_factory=dict_row) as conn:
-
         export, _ = create_export(conn, "alice", parse_spec({"dataset": "products"}))  # never enqueued: stays queued
     try:
-        response = api.get(f"/exports/{export['id']}/download")
+        response = api.get(f"/exports/{export.id}/download")
         assert response.status_code == 409
         assert response.get_json()["error"]["export_status"] == "queued"
     finally:
-        api.post(f"/exports/{export['id']}/cancel")  # or it would be admitted and run later
+        api.post(f"/exports/{export.id}/cancel")  # or it would be admitted and run later
 
 
 def test_list_is_newest_first_and_paginated(api):
@@ -152,7 +162,7 @@ def test_revoked_key_is_refused_once_the_cache_expires(settings, db, bucket, red
 
     key = keys_for("revoked-owner")
     app = create_app(settings.replace(auth_cache_s=0))
-    client = ApiClient(app.test_client(), key)
+    client = ApiSession(app.test_client(), key)
     assert client.get("/exports").status_code == 200
     with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
         conn.execute("UPDATE api_keys SET revoked_at = now() WHERE owner = 'revoked-owner'")

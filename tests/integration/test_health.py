@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import urllib.request
 import json
+import urllib.request
 
 import pytest
 
 from api import create_app
-from tests.support import free_port, wait_for
+from tests.support.processes import spawn, stop
+from tests.support.redis_server import PrivateRedis
+from tests.support.waiting import free_port, wait_for
 
 
 def test_health_all_dependencies_up(client):
@@ -27,32 +27,18 @@ def test_health_all_dependencies_up(client):
 @pytest.fixture
 def private_redis(tmp_path):
     """A real redis-server of our own on a free port, which the test may stop."""
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    from redis import Redis
-
-    wait_for(lambda: _pings(Redis(port=port)), what="private redis")
-    yield proc, port
-    proc.kill()
-    proc.wait()
-
-
-def _pings(client) -> bool:
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
 
 
 def test_health_names_redis_when_it_stops(settings, db, bucket, private_redis):
-    proc, port = private_redis
-    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{port}/0", health_timeout_s=1.0))
+    app = create_app(settings.replace(redis_url=private_redis.url, health_timeout_s=1.0))
     client = app.test_client()
     assert client.get("/health").status_code == 200
 
-    proc.terminate()
-    proc.wait(timeout=10)
+    private_redis.stop()
     response = client.get("/health")
     assert response.status_code == 503
     body = response.get_json()
@@ -65,8 +51,10 @@ def test_health_names_redis_when_it_stops(settings, db, bucket, private_redis):
 def test_health_names_each_unreachable_dependency(settings, db, bucket, dependency):
     port = free_port()
     broken = {
-        "postgres": {"state_database_url": f"postgresql://spillway:spillway@127.0.0.1:{port}/spillway",
-                     "source_database_url": f"postgresql://spillway:spillway@127.0.0.1:{port}/spillway"},
+        "postgres": {
+            "state_database_url": f"postgresql://spillway:spillway@127.0.0.1:{port}/spillway",
+            "source_database_url": f"postgresql://spillway:spillway@127.0.0.1:{port}/spillway",
+        },
         "s3": {"s3_endpoint_url": f"http://127.0.0.1:{port}"},
     }[dependency]
     app = create_app(settings.replace(health_timeout_s=1.0, **broken))
@@ -78,15 +66,11 @@ def test_health_names_each_unreachable_dependency(settings, db, bucket, dependen
 def test_health_under_gunicorn(settings, db, bucket, redis):
     """The real server process (gunicorn with our config) answers /health with 200."""
     port = free_port()
-    env = {"SPILLWAY_STATE_DATABASE_URL": settings.state_database_url,
-           "SPILLWAY_SOURCE_DATABASE_URL": settings.source_database_url,
-           "SPILLWAY_REDIS_URL": settings.redis_url, "SPILLWAY_S3_BUCKET": settings.s3_bucket,
-           "SPILLWAY_API_PORT": str(port)}
-    import os
-
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "api.wsgi:app"],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = spawn(
+        settings.replace(api_port=port), "test-gunicorn", "gunicorn", "-c", "deploy/gunicorn.conf.py", "api.wsgi:app"
+    )
     try:
+
         def answer():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
@@ -97,5 +81,4 @@ def test_health_under_gunicorn(settings, db, bucket, redis):
         status, body = wait_for(answer, timeout=30, what="gunicorn /health")
         assert status == 200 and body["down"] == []
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop([proc])

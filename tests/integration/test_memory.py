@@ -5,13 +5,12 @@ from __future__ import annotations
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
-from rq.job import Job
 
 from api import create_app
-from shared.migrate import ensure_database, migrate
-from shared.queue import chunk_job_id
-from tests.exports_support import ApiClient, WorkerPool
-from tests.support import with_dbname
+from tests.support.api import ApiSession
+from tests.support.databases import SEED, needs_seeding, prepare_database
+from tests.support.jobs import chunk_jobs, reported_peak_rss_mb
+from tests.support.workers import WorkerPool
 
 BIG_ROWS = 5_000_000
 
@@ -19,34 +18,30 @@ BIG_ROWS = 5_000_000
 @pytest.fixture(scope="module")
 def big(settings, base_settings, bucket, redis, keys):
     """A database holding 5,000,000 products rows, with its own two workers and queues."""
-    from seeds.seed import apply_schema, seed_products
+    from seeds.seed import seed_products
+    from shared.keys import create_key
 
     dbname = conninfo_to_dict(settings.state_database_url)["dbname"] + "_big"
-    url = with_dbname(settings.state_database_url, dbname)
-    ensure_database(base_settings.state_database_url, dbname)
+    url = prepare_database(base_settings.state_database_url, dbname)
     with psycopg.connect(url, autocommit=True) as conn:
-        migrate(conn)
-        conn.execute("TRUNCATE exports, export_chunks, api_keys")
-        apply_schema(conn)
-        if conn.execute("SELECT count(*) FROM products").fetchone()[0] != BIG_ROWS:
-            seed_products(conn, BIG_ROWS, 42)
-        from shared.keys import create_key
-
+        if needs_seeding(conn, "products", BIG_ROWS):
+            seed_products(conn, BIG_ROWS, SEED)
         key = create_key(conn, "alice")
     big_settings = settings.replace(state_database_url=url, source_database_url=url, queue_prefix="spillway-test-big")
     pool = WorkerPool(big_settings)
     pool.start(2)
     app = create_app(big_settings)
-    yield big_settings, ApiClient(app.test_client(), key), redis
+    yield big_settings, ApiSession(app.test_client(), key), redis
     pool.stop()
     app.extensions["spillway"].close()
 
 
 def peak_rss_mb(redis, export: dict) -> float:
-    """The largest peak RSS any chunk job of the export reported."""
+    """The largest peak RSS any chunk job of the export reported; every chunk job must be there."""
     parts = export["progress"]["parts_total"]
-    peaks = [Job.fetch(chunk_job_id(export["id"], n), connection=redis).meta["peak_rss_kb"] for n in range(1, parts + 1)]
-    return max(peaks) / 1024
+    jobs = chunk_jobs(redis, export["id"], parts)
+    assert len(jobs) == parts, f"{parts - len(jobs)} chunk jobs of export {export['id']} are gone"
+    return reported_peak_rss_mb(jobs)
 
 
 @pytest.mark.slow
@@ -58,6 +53,8 @@ def test_worker_peak_rss_is_the_same_for_1m_and_5m_rows(big, capsys):
     assert large["progress"]["total_rows"] == BIG_ROWS
     rss_small, rss_large = peak_rss_mb(redis, small), peak_rss_mb(redis, large)
     with capsys.disabled():
-        print(f"\nworker peak RSS: 1M rows {rss_small:.1f} MB ({small['progress']['parts_total']} parts), "
-              f"5M rows {rss_large:.1f} MB ({large['progress']['parts_total']} parts)")
+        print(
+            f"\nworker peak RSS: 1M rows {rss_small:.1f} MB ({small['progress']['parts_total']} parts), "
+            f"5M rows {rss_large:.1f} MB ({large['progress']['parts_total']} parts)"
+        )
     assert abs(rss_large - rss_small) / rss_small < 0.20

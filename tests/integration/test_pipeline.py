@@ -7,20 +7,20 @@ CSV, from a plain ``SELECT ... ORDER BY id``.
 from __future__ import annotations
 
 import json
-from datetime import timezone
+from datetime import UTC
 from decimal import Decimal
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from shared.settings import S3_MIN_PART_BYTES
 from shared.storage import s3_client
-from tests.exports_support import parse_csv
+from tests.support.api import parse_csv
+from tests.support.state import chunk_rows
 
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
-ALL_COLUMNS = ["id", "sku", "name", "description", "category", "status", "price", "quantity", "tags",
-               "tenant_id", "created_at", "updated_at"]
+ALL_COLUMNS = ["id", "sku", "name", "description", "category", "status", "price", "quantity"]
+ALL_COLUMNS += ["tags", "tenant_id", "created_at", "updated_at"]
 
 
 def render(value, neutralize: bool = True) -> str:
@@ -35,25 +35,20 @@ def render(value, neutralize: bool = True) -> str:
         return str(value)
     if hasattr(value, "astimezone"):
         # RFC 3339 in UTC; the fraction without trailing zeros, none when it is zero.
-        stamp = value.astimezone(timezone.utc)
+        stamp = value.astimezone(UTC)
         whole = stamp.strftime("%Y-%m-%dT%H:%M:%S")
         fraction = f"{stamp.microsecond:06d}".rstrip("0")
         return f"{whole}.{fraction}+00:00" if fraction else f"{whole}+00:00"
     return str(value)
 
 
-def expected_rows(db: str, columns: list[str], where: str = "TRUE", params: tuple = (),
-                  neutralize: bool = True) -> list[list[str]]:
+def expected_rows(
+    db: str, columns: list[str], where: str = "TRUE", params: tuple = (), neutralize: bool = True
+) -> list[list[str]]:
     select = ", ".join(columns)
     with psycopg.connect(db) as conn:
         cur = conn.execute(f"SELECT {select} FROM products WHERE {where} ORDER BY id", params)
         return [[render(v, neutralize) for v in row] for row in cur]
-
-
-def chunk_records(settings, export_id: str) -> list[dict]:
-    with psycopg.connect(settings.state_database_url, row_factory=dict_row) as conn:
-        return conn.execute("SELECT part_number, rows, bytes, attempt FROM export_chunks WHERE export_id = %s"
-                            " ORDER BY part_number", (export_id,)).fetchall()
 
 
 @pytest.mark.slow
@@ -65,13 +60,20 @@ def test_million_row_export_is_exactly_the_table(api, seeded, settings):
     assert len(rows) - 1 == len(expected) == 1_000_000
     keys = [int(r[0]) for r in rows[1:]]
     assert keys == sorted(set(keys)), "keys must be unique and in order"
-    for got, want in zip(rows[1:], expected):
+    for got, want in zip(rows[1:], expected, strict=True):
         assert got == want
-    assert done["progress"] == {"total_rows": 1_000_000, "rows_done": 1_000_000, "parts_total": done["progress"]["parts_total"],
-                                "parts_done": done["progress"]["parts_total"], "bytes_done": len(data), "percent": 100.0}
+    parts_total = done["progress"]["parts_total"]
+    assert done["progress"] == {
+        "total_rows": 1_000_000,
+        "rows_done": 1_000_000,
+        "parts_total": parts_total,
+        "parts_done": parts_total,
+        "bytes_done": len(data),
+        "percent": 100.0,
+    }
     assert done["object_bytes"] == len(data)
     # Every non-last part clears S3's minimum; together they are the object.
-    parts = chunk_records(settings, done["id"])
+    parts = chunk_rows(settings, done["id"])
     assert len(parts) == done["progress"]["parts_total"] > 1
     assert all(p["bytes"] >= S3_MIN_PART_BYTES for p in parts[:-1])
     assert sum(p["bytes"] for p in parts) == len(data)
@@ -80,6 +82,7 @@ def test_million_row_export_is_exactly_the_table(api, seeded, settings):
 def test_hostile_values_survive_byte_for_byte(api, seeded):
     """Quotes, commas, CR/LF, non-ASCII, formulas, empty vs NULL: checked on the raw bytes."""
     with psycopg.connect(seeded) as conn:
+
         def first(where: str) -> int:
             return conn.execute(f"SELECT min(id) FROM products WHERE {where}").fetchone()[0]
 
@@ -93,10 +96,15 @@ def test_hostile_values_survive_byte_for_byte(api, seeded):
             "null": first("description IS NULL"),
         }
         assert all(ids.values()), ids
-        raw = {k: conn.execute("SELECT name, description FROM products WHERE id = %s", (v,)).fetchone()
-               for k, v in ids.items()}
-    body = {"dataset": "products", "columns": ["id", "name", "description"],
-            "filters": {"id": {"in": sorted(ids.values())}}}
+        raw = {
+            k: conn.execute("SELECT name, description FROM products WHERE id = %s", (v,)).fetchone()
+            for k, v in ids.items()
+        }
+    body = {
+        "dataset": "products",
+        "columns": ["id", "name", "description"],
+        "filters": {"id": {"in": sorted(ids.values())}},
+    }
     data = api.inline(body)
     text = data.decode()
     # CR LF and quotes stay inside a quoted field, quotes doubled (RFC 4180).
@@ -115,19 +123,24 @@ def test_hostile_values_survive_byte_for_byte(api, seeded):
 
 def test_neutralisation_can_be_turned_off(api, seeded):
     with psycopg.connect(seeded) as conn:
-        formula_id, name = conn.execute("SELECT id, name FROM products WHERE name LIKE '=%' ORDER BY id LIMIT 1").fetchone()
+        formula_id, name = conn.execute(
+            "SELECT id, name FROM products WHERE name LIKE '=%' ORDER BY id LIMIT 1"
+        ).fetchone()
     body = {"dataset": "products", "columns": ["name"], "filters": {"id": {"eq": formula_id}}}
     assert parse_csv(api.inline(body))[1] == ["'" + name]
     off = {**body, "csv": {"neutralize_formulas": False}}
     assert parse_csv(api.inline(off))[1] == [name]
 
 
-FILTERED = {"dataset": "products",
-            "columns": ["price", "name", "id", "category"],
-            "filters": {"category": {"in": ["books", "toys"]}, "price": {"gte": 10, "lt": 2000},
-                        "name": {"contains": "PRO"}}}
-FILTERED_SQL = ("category = ANY(%s) AND price >= 10 AND price < 2000 AND strpos(lower(name), lower(%s)) > 0",
-                (["books", "toys"], "PRO"))
+FILTERED = {
+    "dataset": "products",
+    "columns": ["price", "name", "id", "category"],
+    "filters": {"category": {"in": ["books", "toys"]}, "price": {"gte": 10, "lt": 2000}, "name": {"contains": "PRO"}},
+}
+FILTERED_SQL = (
+    "category = ANY(%s) AND price >= 10 AND price < 2000 AND strpos(lower(name), lower(%s)) > 0",
+    (["books", "toys"], "PRO"),
+)
 
 
 def test_filtered_export_is_exactly_the_sql_and_the_columns_asked(api, seeded):
@@ -146,8 +159,11 @@ def test_inline_and_async_are_byte_identical(api, seeded):
     _, stored = api.run(body)
     assert inline.startswith(b"\xef\xbb\xbf")
     assert inline == stored
-    timestamps = {"dataset": "products", "columns": ["id", "tags", "created_at", "updated_at", "description"],
-                  "filters": {"id": {"gt": 500, "lte": 6500}}}
+    timestamps = {
+        "dataset": "products",
+        "columns": ["id", "tags", "created_at", "updated_at", "description"],
+        "filters": {"id": {"gt": 500, "lte": 6500}},
+    }
     assert api.inline(timestamps) == api.run(timestamps)[1]
 
 
@@ -160,7 +176,7 @@ def test_empty_export_is_just_the_header(api, seeded):
 
 def test_uneven_row_widths_keep_every_non_last_part_above_5_mib(api, seeded, settings):
     done, data = api.run({"dataset": "uneven_rows"})
-    parts = chunk_records(settings, done["id"])
+    parts = chunk_rows(settings, done["id"])
     sizes = [p["bytes"] for p in parts]
     assert len(sizes) > 2
     assert all(size >= S3_MIN_PART_BYTES for size in sizes[:-1]), sizes
@@ -168,5 +184,6 @@ def test_uneven_row_widths_keep_every_non_last_part_above_5_mib(api, seeded, set
     with psycopg.connect(seeded) as conn:
         count = conn.execute("SELECT count(*) FROM uneven_rows").fetchone()[0]
     assert len(parse_csv(data)) - 1 == count
-    head = s3_client(settings).head_object(Bucket=settings.s3_bucket, Key=f"{settings.s3_prefix}{done['id']}/uneven_rows.csv")
+    key = f"{settings.s3_prefix}{done['id']}/uneven_rows.csv"
+    head = s3_client(settings).head_object(Bucket=settings.s3_bucket, Key=key)
     assert head["ContentLength"] == len(data)

@@ -8,7 +8,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from seeds.seed import apply_schema, seed_products, seed_uneven, table_checksum
 from shared.migrate import ensure_database
-from tests.support import with_dbname
+from tests.support.settings import with_dbname
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +39,28 @@ def test_same_seed_same_checksum_other_seed_other(seed_db):
 def test_hostile_values_are_there(seed_db):
     seed_products(seed_db, 5_000, 42)
     count = lambda where: seed_db.execute(f"SELECT count(*) FROM products WHERE {where}").fetchone()[0]  # noqa: E731
-    for where in ("name LIKE '%,%'", "name LIKE '%\"%'", "name LIKE E'%\\n%'", "name LIKE E'%\\r\\n%'",
-                  "name LIKE '=%'", "name LIKE '+%'", "name LIKE '-%'", "name LIKE '@%'", "name LIKE E'\\t%'",
-                  "name ~ '[^\\x01-\\x7f]'", "description = ''", "description IS NULL", "price IS NULL",
-                  "tags IS NULL", "updated_at IS NULL"):
+    for where in (
+        "name LIKE '%,%'",
+        "name LIKE '%\"%'",
+        "name LIKE E'%\\n%'",
+        "name LIKE E'%\\r\\n%'",
+        "name LIKE '=%'",
+        "name LIKE '+%'",
+        "name LIKE '-%'",
+        "name LIKE '@%'",
+        "name LIKE E'\\t%'",
+        "name ~ '[^\\x01-\\x7f]'",
+        "description = ''",
+        "description IS NULL",
+        "price IS NULL",
+        "tags IS NULL",
+        "updated_at IS NULL",
+    ):
         assert count(where) > 0, where
     assert seed_db.execute("SELECT count(DISTINCT category) FROM products").fetchone()[0] == 10
     assert {r[0] for r in seed_db.execute("SELECT DISTINCT status FROM products")} == {"active", "inactive", "archived"}
-    next_id = seed_db.execute("INSERT INTO products (sku, name, category, status, tenant_id, created_at)"
-                              " VALUES ('x', 'x', 'books', 'active', 1, now()) RETURNING id").fetchone()[0]
+    next_id = seed_db.execute(
+        "INSERT INTO products (sku, name, category, status, tenant_id, created_at)"
+        " VALUES ('x', 'x', 'books', 'active', 1, now()) RETURNING id"
+    ).fetchone()[0]
     assert next_id == 5_001  # later inserts get higher keys: the high-water mark holds

@@ -16,15 +16,21 @@ from client import cli
 from client.api import ApiClient, ApiConnectionError, ApiError, CancelUnsupportedError
 from client.export import export_request, run_export, safe_filename
 from client.filters import FilterSyntaxError, build_filters, column_types, parse_filter
-from client.progress import (ProgressPrinter, SilentProgress, format_bytes, format_duration,
-                             format_export_progress)
+from client.progress import ProgressPrinter, SilentProgress, format_bytes, format_duration, format_export_progress
 from client.verify import CsvCheckError, count_csv_records, verify_file
 
-TYPES = {"id": "bigint", "price": "numeric", "quantity": "integer", "category": "text", "name": "text",
-         "created_at": "timestamptz"}
+TYPES = {
+    "id": "bigint",
+    "price": "numeric",
+    "quantity": "integer",
+    "category": "text",
+    "name": "text",
+    "created_at": "timestamptz",
+}
 
 
 # --- filters -------------------------------------------------------------------------------
+
 
 def test_in_splits_text_values_on_commas():
     assert parse_filter("category=in:books,toys", TYPES) == ("category", "in", ["books", "toys"])
@@ -45,26 +51,36 @@ def test_no_operator_means_eq_and_colons_stay_in_the_value():
 
 
 def test_timestamps_stay_strings():
-    assert parse_filter("created_at=gte:2024-01-01T00:00:00+00:00", TYPES) == \
-        ("created_at", "gte", "2024-01-01T00:00:00+00:00")
+    assert parse_filter("created_at=gte:2024-01-01T00:00:00+00:00", TYPES) == (
+        "created_at",
+        "gte",
+        "2024-01-01T00:00:00+00:00",
+    )
 
 
 def test_unknown_column_is_sent_as_string_for_the_api_to_judge():
     assert parse_filter("colour=in:1,2", TYPES) == ("colour", "in", ["1", "2"])
 
 
-@pytest.mark.parametrize("expression", ["price", "=gte:1", "price=gte:ten", "price=gte:nan", "price=in:",
-                                        "id=in:1,,2", "quantity=inf"])
+@pytest.mark.parametrize(
+    "expression", ["price", "=gte:1", "price=gte:ten", "price=gte:nan", "price=in:", "id=in:1,,2", "quantity=inf"]
+)
 def test_malformed_filters_are_refused(expression):
     with pytest.raises(FilterSyntaxError):
         parse_filter(expression, TYPES)
 
 
 def test_conditions_on_one_column_combine_and_json_is_applied_last():
-    filters = build_filters(["price=gte:10", "price=lt:50", "category=in:books,toys"],
-                            '{"price": {"lt": 40}, "name": {"contains": "ultra"}}', TYPES)
-    assert filters == {"price": {"gte": 10, "lt": 40}, "category": {"in": ["books", "toys"]},
-                       "name": {"contains": "ultra"}}
+    filters = build_filters(
+        ["price=gte:10", "price=lt:50", "category=in:books,toys"],
+        '{"price": {"lt": 40}, "name": {"contains": "ultra"}}',
+        TYPES,
+    )
+    assert filters == {
+        "price": {"gte": 10, "lt": 40},
+        "category": {"in": ["books", "toys"]},
+        "name": {"contains": "ultra"},
+    }
 
 
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"price": 5}'])
@@ -74,16 +90,23 @@ def test_bad_filter_json_is_refused(text):
 
 
 def test_column_types_come_from_the_datasets_answer():
-    datasets = [{"name": "other", "columns": [{"name": "x", "type": "text"}]},
-                {"name": "products", "columns": [{"name": "price", "type": "numeric", "filters": ["gte"]}]}]
+    datasets = [
+        {"name": "other", "columns": [{"name": "x", "type": "text"}]},
+        {"name": "products", "columns": [{"name": "price", "type": "numeric", "filters": ["gte"]}]},
+    ]
     assert column_types(datasets, "products") == {"price": "numeric"}
     assert column_types(datasets, "missing") == {}
 
 
 # --- CSV record counting ----------------------------------------------------------------------
 
-HOSTILE_ROWS = [["1", "plain", ""], ["2", "line one\nline two", "x"], ["3", "cr\r\nlf", '"quoted", comma'],
-                ["4", "=SUM(A1)", "ünïcødé"], ["5", "", "trailing\n"]]
+HOSTILE_ROWS = [
+    ["1", "plain", ""],
+    ["2", "line one\nline two", "x"],
+    ["3", "cr\r\nlf", '"quoted", comma'],
+    ["4", "=SUM(A1)", "ünïcødé"],
+    ["5", "", "trailing\n"],
+]
 
 
 def write_csv(path: Path, rows: list[list[str]], bom: bool = False) -> Path:
@@ -138,9 +161,19 @@ def test_verify_file_reports_each_mismatch(tmp_path):
 
 # --- progress -----------------------------------------------------------------------------------
 
+
 def export_json(status="running", total=1_000_000, done=420_000, percent=42.0, parts=(5, 12)):
-    return {"id": "e1", "status": status, "progress": {"total_rows": total, "rows_done": done, "percent": percent,
-                                                      "parts_done": parts[0], "parts_total": parts[1]}}
+    return {
+        "id": "e1",
+        "status": status,
+        "progress": {
+            "total_rows": total,
+            "rows_done": done,
+            "percent": percent,
+            "parts_done": parts[0],
+            "parts_total": parts[1],
+        },
+    }
 
 
 def test_progress_line_shows_percent_rows_parts_and_elapsed():
@@ -211,11 +244,19 @@ class FakeApi(BaseHTTPRequestHandler):
         if self.path == "/exports":
             s["body"] = body
             if body.get("columns") == ["nope"]:
-                return self._json(400, {"error": {"code": "invalid_request", "message": "unknown column 'nope'",
-                                                  "field": "columns"}})
+                return self._json(
+                    400, {"error": {"code": "invalid_request", "message": "unknown column 'nope'", "field": "columns"}}
+                )
             if body["delivery"] == "inline":
-                return self._send(200, CSV_BODY, {"Content-Type": "text/csv; charset=utf-8", "X-Spillway-Rows": "2",
-                                                  "Content-Disposition": 'attachment; filename="../inline.csv"'})
+                return self._send(
+                    200,
+                    CSV_BODY,
+                    {
+                        "Content-Type": "text/csv; charset=utf-8",
+                        "X-Spillway-Rows": "2",
+                        "Content-Disposition": 'attachment; filename="../inline.csv"',
+                    },
+                )
             return self._json(202, self._export("queued"), {"Location": "/exports/e1"})
         self._json(404, {"error": {"code": "not_found", "message": "The requested URL was not found"}})
 
@@ -234,12 +275,24 @@ class FakeApi(BaseHTTPRequestHandler):
     def _export(self, status):
         s = self.state
         done = status == "completed"
-        return {"id": "e1", "status": status, "dataset": "products", "filename": "products.csv", "error": None,
-                "object_bytes": s["object_bytes"] if done else None,
-                "progress": {"total_rows": s["total_rows"], "rows_done": s["total_rows"] if done else 1,
-                             "parts_total": 1, "parts_done": 1 if done else 0, "bytes_done": 0,
-                             "percent": 100.0 if done else 50.0},
-                "download": {"url": f"{s['base']}/s3/object", "expires_at": "x"} if done else None}
+        return {
+            "id": "e1",
+            "status": status,
+            "finished": status not in ("queued", "running"),
+            "dataset": "products",
+            "filename": "products.csv",
+            "error": None,
+            "object_bytes": s["object_bytes"] if done else None,
+            "progress": {
+                "total_rows": s["total_rows"],
+                "rows_done": s["total_rows"] if done else 1,
+                "parts_total": 1,
+                "parts_done": 1 if done else 0,
+                "bytes_done": 0,
+                "percent": 100.0 if done else 50.0,
+            },
+            "download": {"url": f"{s['base']}/s3/object", "expires_at": "x"} if done else None,
+        }
 
 
 @pytest.fixture
@@ -257,8 +310,9 @@ def fake_api() -> Iterator[dict]:
 
 def test_async_export_is_polled_downloaded_without_the_key_and_verified(fake_api, tmp_path):
     api = ApiClient(fake_api["base"], "sw_secret")
-    outcome = run_export(api, export_request("products", delivery="async"), tmp_path / "out.csv",
-                         SilentProgress(), poll_interval=0.01)
+    outcome = run_export(
+        api, export_request("products", delivery="async"), tmp_path / "out.csv", SilentProgress(), poll_interval=0.01
+    )
     assert outcome.ok, outcome.problems
     assert (outcome.rows, outcome.bytes, outcome.export_id) == (2, len(CSV_BODY), "e1")
     assert (tmp_path / "out.csv").read_bytes() == CSV_BODY
@@ -269,15 +323,17 @@ def test_async_export_is_polled_downloaded_without_the_key_and_verified(fake_api
 def test_a_row_or_size_mismatch_fails_the_export(fake_api, tmp_path):
     fake_api["total_rows"], fake_api["object_bytes"] = 3, len(CSV_BODY) + 1
     api = ApiClient(fake_api["base"], "k")
-    outcome = run_export(api, export_request("products", delivery="async"), tmp_path / "out.csv",
-                         SilentProgress(), poll_interval=0.01)
+    outcome = run_export(
+        api, export_request("products", delivery="async"), tmp_path / "out.csv", SilentProgress(), poll_interval=0.01
+    )
     assert not outcome.ok and len(outcome.problems) == 2
 
 
 def test_inline_answer_is_streamed_and_checked_against_x_spillway_rows(fake_api, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    outcome = run_export(ApiClient(fake_api["base"], "k"), export_request("products", delivery="inline"),
-                         progress=SilentProgress())
+    outcome = run_export(
+        ApiClient(fake_api["base"], "k"), export_request("products", delivery="inline"), progress=SilentProgress()
+    )
     assert outcome.ok and outcome.delivery == "inline" and outcome.rows == 2
     assert outcome.path == Path("inline.csv") and (tmp_path / "inline.csv").read_bytes() == CSV_BODY
 
@@ -287,8 +343,13 @@ def test_ctrl_c_while_waiting_asks_for_cancel(fake_api, tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_export(ApiClient(fake_api["base"], "k"), export_request("products", delivery="async"),
-                   tmp_path / "o.csv", SilentProgress(), sleep=interrupt)
+        run_export(
+            ApiClient(fake_api["base"], "k"),
+            export_request("products", delivery="async"),
+            tmp_path / "o.csv",
+            SilentProgress(),
+            sleep=interrupt,
+        )
     assert ("POST", "/exports/e1/cancel", "Bearer k") in fake_api["requests"]
 
 
@@ -339,6 +400,9 @@ def test_server_file_names_cannot_escape_the_directory():
 def test_demo_names_the_dependency_that_is_down():
     from client.demo import describe_health
 
-    body = {"status": "unavailable", "down": ["redis"],
-            "dependencies": {"postgres": {"ok": True}, "redis": {"ok": False, "error": "ConnectionError: refused"}}}
+    body = {
+        "status": "unavailable",
+        "down": ["redis"],
+        "dependencies": {"postgres": {"ok": True}, "redis": {"ok": False, "error": "ConnectionError: refused"}},
+    }
     assert describe_health(503, body) == "down: redis (ConnectionError: refused)"

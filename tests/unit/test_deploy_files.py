@@ -37,7 +37,7 @@ def test_compose_parses_and_our_services_run_existing_modules():
     assert {"postgres", "redis", "minio", "create-bucket", "api", "worker", "seed"} <= set(services)
     ours = {name: s for name, s in services.items() if s.get("image") == OUR_IMAGE}
     assert {"api", "worker", "seed", "migrate", "dashboard", "reconciler"} <= set(ours)
-    for name, service in ours.items():
+    for service in ours.values():
         _assert_runnable(service["command"])
         assert (ROOT / service["build"]["dockerfile"]).is_file()
     assert services["worker"]["deploy"]["replicas"] > 1

@@ -17,8 +17,14 @@ def test_defaults_point_at_the_local_stack():
 
 
 def test_environment_overrides_with_types():
-    s = load_settings({"SPILLWAY_INLINE_MAX_ROWS": "500", "SPILLWAY_S3_BUCKET": "b",
-                       "SPILLWAY_HEALTH_TIMEOUT_S": "0.5", "UNRELATED": "x"})
+    s = load_settings(
+        {
+            "SPILLWAY_INLINE_MAX_ROWS": "500",
+            "SPILLWAY_S3_BUCKET": "b",
+            "SPILLWAY_HEALTH_TIMEOUT_S": "0.5",
+            "UNRELATED": "x",
+        }
+    )
     assert (s.inline_max_rows, s.s3_bucket, s.health_timeout_s) == (500, "b", 0.5)
 
 
@@ -26,11 +32,14 @@ def test_empty_variable_means_default():
     assert load_settings({"SPILLWAY_S3_BUCKET": ""}).s3_bucket == Settings().s3_bucket
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"SPILLWAY_INLINE_MAX_ROWS": "ten"}, "SPILLWAY_INLINE_MAX_ROWS must be an integer"),
-    ({"SPILLWAY_PART_MIN_BYTES": str(S3_MIN_PART_BYTES - 1)}, "SPILLWAY_PART_MIN_BYTES must be at least"),
-    ({"SPILLWAY_MAX_CONCURRENT_READS": "0"}, "SPILLWAY_MAX_CONCURRENT_READS must be positive"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"SPILLWAY_INLINE_MAX_ROWS": "ten"}, "SPILLWAY_INLINE_MAX_ROWS must be an integer"),
+        ({"SPILLWAY_PART_MIN_BYTES": str(S3_MIN_PART_BYTES - 1)}, "SPILLWAY_PART_MIN_BYTES must be at least"),
+        ({"SPILLWAY_MAX_CONCURRENT_READS": "0"}, "SPILLWAY_MAX_CONCURRENT_READS must be positive"),
+    ],
+)
 def test_bad_values_fail_fast_naming_the_variable(env, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(env)

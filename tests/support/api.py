@@ -1,66 +1,22 @@
-"""Helpers for export tests: real worker processes, an API client, downloads, CSV parsing."""
+"""Talking to the API as a test does: an owner's session on the Flask test client, downloads
+through presigned URLs, and CSV parsing."""
 
 from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from shared.settings import Settings
-from tests.support import wait_for
+from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 csv.field_size_limit(sys.maxsize)  # uneven_rows has cells of ~300 KB
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """This process's environment with the SPILLWAY_* variables that reproduce ``settings``."""
-    return {**os.environ, **settings.to_env()}
-
-
 @dataclass
-class WorkerPool:
-    """Real ``python -m worker`` processes, each in its own process group."""
-
-    settings: Settings
-    procs: list[subprocess.Popen] = field(default_factory=list)
-    logs: Path = ROOT / ".data" / "logs"
-
-    def start(self, count: int) -> list[subprocess.Popen]:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        started = []
-        for _ in range(count):
-            n = len(self.procs) + 1
-            log = open(self.logs / f"test-worker-{self.settings.queue_prefix}-{n}.log", "ab")
-            proc = subprocess.Popen([sys.executable, "-m", "worker", "--name", f"test-{os.getpid()}-{n}-{time.time_ns()}"],
-                                    cwd=ROOT, env=settings_env(self.settings), stdout=log, stderr=log,
-                                    start_new_session=True)
-            self.procs.append(proc)
-            started.append(proc)
-        return started
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-@dataclass
-class ApiClient:
+class ApiSession:
     """The Flask test client with an owner's key."""
 
     client: Any
@@ -82,11 +38,16 @@ class ApiClient:
         assert response.status_code == 202, response.get_data(as_text=True)
         return response.get_json()
 
+    def status(self, export_id: str) -> dict[str, Any]:
+        """The export's JSON as ``GET /exports/<id>`` answers it now."""
+        return self.get(f"/exports/{export_id}").get_json()
+
     def wait(self, export_id: str, timeout: float = 300) -> dict[str, Any]:
         """Poll until the export is terminal; return its final JSON."""
+
         def terminal():
-            body = self.get(f"/exports/{export_id}").get_json()
-            return body if body["status"] not in ("queued", "running") else None
+            body = self.status(export_id)
+            return body if body["finished"] else None
 
         return wait_for(terminal, timeout=timeout, interval=0.1, what=f"export {export_id} to finish")
 
@@ -97,6 +58,7 @@ class ApiClient:
         return done, download(done["download"]["url"])
 
     def inline(self, body: dict[str, Any]) -> bytes:
+        """Run an inline export; return the answer's bytes (the file)."""
         response = self.post("/exports", json={**body, "delivery": "inline"})
         assert response.status_code == 200, response.get_data(as_text=True)
         return response.get_data()

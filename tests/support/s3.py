@@ -1,60 +1,49 @@
-"""Fault-test helpers: a private Redis that can be restarted, a fault-injecting S3 proxy,
-process-tree signals, and a stack (workers + reconciler + API) wired to them."""
+"""The S3 endpoint as tests see it: uploads and objects of a key, a bucket removed with all
+it holds, and a proxy that injects failures between the workers and S3."""
 
 from __future__ import annotations
 
 import http.client
 import http.server
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from redis import Redis
+from botocore.exceptions import ClientError
 
-from tests.exports_support import ROOT, WorkerPool, settings_env
-from tests.support import free_port, wait_for
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, without persistence, that can be killed and restarted."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.workdir)], stdout=subprocess.DEVNULL)
-        client = Redis.from_url(self.url)
-        wait_for(lambda: _pings(client), what="private redis to answer")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def restart_empty(self) -> None:
-        """SIGKILL and start again: everything in Redis is gone."""
-        self.kill()
-        self.start()
+from shared.settings import Settings
+from shared.storage import s3_client
 
 
-def _pings(client: Redis) -> bool:
+def uploads(settings: Settings, prefix: str = "") -> list[dict[str, Any]]:
+    """The multipart uploads in progress under ``prefix`` (each with ``Key`` and ``UploadId``)."""
+    scope = {"Prefix": prefix} if prefix else {}
+    return s3_client(settings).list_multipart_uploads(Bucket=settings.s3_bucket, **scope).get("Uploads", [])
+
+
+def uploads_for(settings: Settings, key: str) -> list[str]:
+    """The ids of the multipart uploads in progress for exactly ``key``."""
+    return [u["UploadId"] for u in uploads(settings, key) if u["Key"] == key]
+
+
+def object_exists(settings: Settings, key: str) -> bool:
+    """Whether the bucket holds an object at ``key``."""
     try:
-        return bool(client.ping())
-    except Exception:
+        s3_client(settings).head_object(Bucket=settings.s3_bucket, Key=key)
+        return True
+    except ClientError:
         return False
+
+
+def remove_bucket(settings: Settings) -> None:
+    """Abort the bucket's uploads, delete its objects, then the bucket itself."""
+    client = s3_client(settings)
+    for upload in uploads(settings):
+        client.abort_multipart_upload(Bucket=settings.s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=settings.s3_bucket)
 
 
 class FaultProxy(http.server.ThreadingHTTPServer):
@@ -133,8 +122,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _error(self) -> None:
-        body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
-                b"<Message>injected by the test's fault proxy</Message></Error>")
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+            b"<Message>injected by the test's fault proxy</Message></Error>"
+        )
         self.send_response(500)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))
@@ -142,57 +133,3 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def signal_tree(pid: int, sig: signal.Signals) -> list[int]:
-    """Send ``sig`` to a worker's process group and to its horses' groups; return the horses."""
-    horses = children(pid)
-    for target in [pid, *horses]:
-        try:
-            os.killpg(os.getpgid(target), sig)
-        except ProcessLookupError:
-            pass
-    return horses
-
-
-@dataclass
-class FaultStack:
-    """Workers and a reconciler on the given settings, each a real process."""
-
-    settings: object
-    workers: WorkerPool = field(init=False)
-    reconciler: subprocess.Popen | None = None
-
-    def __post_init__(self) -> None:
-        self.workers = WorkerPool(self.settings)
-
-    def start(self, workers: int) -> None:
-        self.workers.start(workers)
-        log = open(ROOT / ".data" / "logs" / "test-reconciler.log", "ab")
-        self.reconciler = subprocess.Popen([sys.executable, "-m", "worker.reconciler"], cwd=ROOT,
-                                           env=settings_env(self.settings), stdout=log, stderr=log,
-                                           start_new_session=True)
-
-    def stop(self) -> None:
-        if self.reconciler and self.reconciler.poll() is None:
-            self.reconciler.terminate()
-            self.reconciler.wait(timeout=20)
-        self.workers.stop()
-
-
-def now() -> float:
-    return time.time()

@@ -1,0 +1,97 @@
+"""The reconciler and the one way to end an export, on factory rows: what each step enqueues."""
+
+from __future__ import annotations
+
+import uuid
+
+from rq.job import Job
+
+from shared import exports_repo
+from shared.lifecycle import end_export
+from shared.models import ExportStatus
+from shared.queue import cancel_key, chunk_job_id, cleanup_job_id, finalize_job_id, plan_job_id
+from tests.support.factories import from_now, make_chunks, make_export, make_running_export
+from worker import reconciler
+
+
+def _job_exists(redis, job_id: str) -> bool:
+    return Job.exists(job_id, connection=redis)
+
+
+def _recoveries(conn, export_id: uuid.UUID, part_number: int) -> int:
+    row = conn.execute(
+        "SELECT recoveries FROM export_chunks WHERE export_id = %s AND part_number = %s", (export_id, part_number)
+    ).fetchone()
+    return row["recoveries"]
+
+
+# The reconciler looks at every export of the test database; the assertions look at this test's.
+
+
+def test_a_chunk_with_an_expired_lease_gets_a_replacement_job(state_conn, redis, quiet):
+    export_id = make_running_export(state_conn, parts=2, running=1)
+    state_conn.execute(
+        "UPDATE export_chunks SET lease_expires_at = now() - interval '1 second'"
+        " WHERE export_id = %s AND part_number = 1",
+        (export_id,),
+    )
+    assert reconciler.recover_chunks(state_conn, redis, quiet) >= 1
+    assert _job_exists(redis, chunk_job_id(export_id, 1, 1))
+    # the replacement is waiting for a worker: the next pass leaves it alone
+    reconciler.recover_chunks(state_conn, redis, quiet)
+    assert _recoveries(state_conn, export_id, 1) == 1 and not _job_exists(redis, chunk_job_id(export_id, 1, 2))
+
+
+def test_a_pending_chunk_whose_job_redis_lost_is_enqueued_again(state_conn, redis, quiet):
+    export_id = make_export(state_conn, status="running", parts_total=2, object_key="k", upload_id="u")
+    make_chunks(state_conn, export_id, 1, enqueued=True, job_id=chunk_job_id(export_id, 1))  # never in Redis
+    assert reconciler.recover_chunks(state_conn, redis, quiet) >= 1
+    assert _job_exists(redis, chunk_job_id(export_id, 1, 1))
+
+
+def test_a_live_lease_is_left_alone(state_conn, redis, quiet):
+    export_id = make_running_export(state_conn, parts=1, running=1)
+    reconciler.recover_chunks(state_conn, redis, quiet)
+    assert _recoveries(state_conn, export_id, 1) == 0 and not _job_exists(redis, chunk_job_id(export_id, 1, 1))
+
+
+def test_lost_planners_and_finalizers_are_enqueued_again(state_conn, redis, quiet, owner):
+    planned = make_export(state_conn, owner=owner, admitted=True)
+    finishing = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    reconciler.recover_control_jobs(state_conn, redis, quiet)
+    assert _job_exists(redis, plan_job_id(planned))
+    assert _job_exists(redis, finalize_job_id(finishing, 1))
+
+
+def test_completed_exports_past_their_expiry_are_expired(state_conn, settings, bucket):
+    gone = make_export(
+        state_conn, status="completed", object_key=f"exports/{uuid.uuid4()}/x.csv", expires_at=from_now(-1)
+    )
+    kept = make_export(state_conn, status="completed", object_key="exports/kept.csv")
+    assert reconciler.expire_exports(state_conn, settings) >= 1
+    assert exports_repo.get_export(state_conn, gone).status == ExportStatus.EXPIRED
+    assert exports_repo.get_export(state_conn, kept).status == ExportStatus.COMPLETED
+
+
+def test_ending_an_export_stops_its_work_cleans_up_and_admits_the_next(state_conn, redis, quiet, owner):
+    running = make_running_export(state_conn, owner=owner, parts=3, running=1)
+    waiting = make_export(state_conn, owner=owner, created_at=from_now(-1))
+    quiet = quiet.replace(max_running_per_owner=1)
+    ended = end_export(state_conn, redis, quiet, running, ExportStatus.FAILED, "part 2: boom")
+    assert ended is not None and ended.status == ExportStatus.FAILED and ended.error == "part 2: boom"
+    assert redis.exists(cancel_key(quiet, running))  # running chunks stop at their next block
+    assert _job_exists(redis, cleanup_job_id(running))  # the upload is aborted, as after a cancel
+    assert _job_exists(redis, plan_job_id(waiting))  # the owner's next export is admitted
+    assert end_export(state_conn, redis, quiet, running, ExportStatus.CANCELLED) is None
+
+
+def test_the_reconciler_lock_is_taken_and_extended_only_by_its_holder(redis):
+    key = f"state-test-lock-{uuid.uuid4().hex}"
+    assert reconciler.hold_lock(redis, key, "a", 10_000)
+    assert not reconciler.hold_lock(redis, key, "b", 10_000)
+    assert reconciler.hold_lock(redis, key, "a", 10_000)  # extended
+    redis.delete(key)  # a's lock expired
+    assert reconciler.hold_lock(redis, key, "b", 10_000)
+    assert not reconciler.hold_lock(redis, key, "a", 10_000)  # a cannot extend b's lock
+    assert redis.get(key) == b"b"
+    redis.delete(key)

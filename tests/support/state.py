@@ -1,0 +1,61 @@
+"""What PostgreSQL says about an export while tests check it: its chunk rows, and the
+queries its workers run (``pg_stat_activity``, ``pg_stat_progress_copy``).
+
+Invariant: a connection reading an export's source data is named by
+:func:`shared.db.export_label` (``…:part:<n>`` for chunk reads); the tests never spell it.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.rows import dict_row
+
+from shared.db import export_label, export_label_pattern
+from shared.settings import Settings
+
+
+def chunk_label_pattern(export_id: str) -> str:
+    """A ``LIKE`` pattern matching the chunk reads (``…:part:<n>``) of the export."""
+    return export_label(export_id, "part:%")
+
+
+def chunk_rows(settings: Settings, export_id: str) -> list[dict]:
+    """The export's rows in ``export_chunks``, by part number."""
+    with psycopg.connect(settings.state_database_url, row_factory=dict_row) as conn:
+        return conn.execute(
+            "SELECT * FROM export_chunks WHERE export_id = %s ORDER BY part_number", (export_id,)
+        ).fetchall()
+
+
+def chunk_row(settings: Settings, export_id: str, part_number: int) -> dict | None:
+    """One chunk's row in ``export_chunks``, or None."""
+    with psycopg.connect(settings.state_database_url, row_factory=dict_row) as conn:
+        return conn.execute(
+            "SELECT * FROM export_chunks WHERE export_id = %s AND part_number = %s", (export_id, part_number)
+        ).fetchone()
+
+
+def export_queries(settings: Settings, export_id: str) -> list[str]:
+    """The queries of the export's source reads that PostgreSQL still has a backend for."""
+    with psycopg.connect(settings.state_database_url) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT query FROM pg_stat_activity WHERE application_name LIKE %s", (export_label_pattern(export_id),)
+            )
+        ]
+
+
+def copy_progress(settings: Settings, export_id: str) -> dict[int, int]:
+    """Rows sent so far by each running chunk COPY of the export: ``{part number: rows}``.
+
+    PostgreSQL counts rows as it writes them to the socket, so the worker has read at most
+    this many.
+    """
+    with psycopg.connect(settings.state_database_url) as conn:
+        rows = conn.execute(
+            "SELECT a.application_name, p.tuples_processed FROM pg_stat_progress_copy p"
+            " JOIN pg_stat_activity a USING (pid) WHERE a.application_name LIKE %s",
+            (chunk_label_pattern(export_id),),
+        ).fetchall()
+    return {int(label.rsplit(":", 1)[1]): sent for label, sent in rows}
