@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Runs a command as a client of the local stack: with the password of the stack's own Redis
+# added to SPILLWAY_REDIS_URL (see deploy/local_redis.py); an explicit URL with a password wins.
+CLIENT := $(PY) -m deploy.stack exec --
 
 .PHONY: venv up down status demo lint test test-fast seed key migrate bench clean
 
@@ -22,7 +25,7 @@ status: venv
 	$(PY) -m deploy.stack status
 
 demo: up            ## the main job: a 1,000,000-row export through the real stack
-	$(PY) -m client.demo
+	$(CLIENT) $(PY) -m client.demo
 
 lint: venv          ## ruff (lint, import order, format) and mypy, as configured in pyproject.toml
 	$(VENV)/bin/ruff check .
@@ -31,24 +34,27 @@ lint: venv          ## ruff (lint, import order, format) and mypy, as configured
 
 test: lint          ## lint first; everything the tests need is brought up; all tests run
 	$(PY) -m deploy.stack up --deps-only
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(CLIENT) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv     ## unit tests and the state-machine tests (PostgreSQL, no worker processes), in seconds
 	$(PY) -m deploy.stack up --deps-only
-	$(PY) -m pytest tests/unit tests/state $(PYTEST_ARGS)
+	$(CLIENT) $(PY) -m pytest tests/unit tests/state $(PYTEST_ARGS)
 
 seed: venv          ## reseed: make seed ROWS=1000000 SEED=42
 	$(PY) -m seeds.seed --rows $(or $(ROWS),1000000) --seed $(or $(SEED),42)
 
 key: venv           ## a new API key: make key OWNER=alice (the key is the last line)
 	@test -n "$(OWNER)" || (echo "usage: make key OWNER=<name>" >&2; exit 2)
-	@$(VENV)/bin/flask --app api.wsgi keys create "$(OWNER)"
+	@$(CLIENT) $(VENV)/bin/flask --app api.wsgi keys create "$(OWNER)"
 
 migrate: venv
 	$(PY) -m shared.migrate
 
 bench: up          ## speed, memory, scaling and API figures (bench/results/*.json); ARGS=--quick
-	$(PY) -m bench.run $(ARGS)
+	$(CLIENT) $(PY) -m bench.run $(ARGS)
 
 clean: down
 	rm -rf .data
+
+.env:               ## once, for docker compose: .env from .env.example with random passwords (0600)
+	$(PYTHON) -m deploy.compose_env

@@ -1,8 +1,10 @@
-"""Local dependencies: PostgreSQL, Redis and an S3 endpoint on loopback, without Docker.
+"""Local dependencies: PostgreSQL and an S3 endpoint on loopback, without Docker (Redis:
+:mod:`deploy.local_redis`), and the helpers the stack scripts share.
 
 Invariant: a service that is already listening on its configured port is used as it is and
-never stopped by us; a service we start keeps its data under ``.data/`` and its PID under
-``.data/run/``, so ``make down`` stops exactly what ``make up`` started.
+never stopped by us; a service we start listens on 127.0.0.1 only, keeps its data under
+``.data/`` and its PID under ``.data/run/``, so ``make down`` stops exactly what ``make up``
+started; its log is private (see :mod:`deploy.datadir`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,12 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+from deploy.datadir import DATA, LOGS, PRIVATE_DIR, ROOT, RUN, open_private, private_dir, read_pid
 from shared.settings import Settings
 from shared.storage import s3_client
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / ".data"
-LOGS = DATA / "logs"
-RUN = DATA / "run"
 PG_DIR = DATA / "pg"
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})  # hosts of a URL the stack may start a server for
 
 
 class StackError(RuntimeError):
@@ -71,15 +71,16 @@ def apt_install(*packages: str) -> None:
         subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
 
 
-def read_pid(name: str) -> int | None:
-    """Return the live PID recorded for ``name``, or None."""
-    path = RUN / f"{name}.pid"
-    try:
-        pid = int(path.read_text().split()[0])
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError, IndexError):
-        return None
+def require_loopback(what: str, host: str, port: int) -> None:
+    """Refuse to start a server for a URL whose host is not this machine's loopback.
+
+    Raises:
+        StackError: naming the service and the address where nothing listens.
+    """
+    if host not in LOOPBACK:
+        raise StackError(
+            f"{what}: nothing listens on {host}:{port}, and the stack starts its own servers on 127.0.0.1 only"
+        )
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
@@ -119,6 +120,7 @@ def ensure_postgres(settings: Settings) -> None:
             return
         say(f"postgres: already running on {host}:{port} (.data/pg)")
     else:
+        require_loopback("postgres", host, port)
         bindir = _pg_bindir()
         if bindir is None:
             apt_install("postgresql")
@@ -164,10 +166,12 @@ def _pg_home() -> Path:
 def _start_private_cluster(bindir: Path, port: int) -> None:
     home = _pg_home()
     data, sock = home / "data", home / "run"
-    log = LOGS / "postgres.log" if home == PG_DIR else home / "postgres.log"
-    for d in (home, sock, LOGS):
+    # The server's user writes the log: into .data/logs (0700) only when that user is us.
+    log = home / "postgres.log" if os.geteuid() == 0 else private_dir(LOGS) / "postgres.log"
+    for d in (home, sock):
         d.mkdir(parents=True, exist_ok=True)
-    log.touch()
+    sock.chmod(PRIVATE_DIR)  # local connections are trusted: only the server's user reaches the socket
+    open_private(log).close()
     if os.geteuid() == 0:
         for path in (home, sock, log):  # the server process writes these
             shutil.chown(path, "postgres")
@@ -245,47 +249,6 @@ def stop_postgres() -> None:
     (RUN / "postgres.pid").unlink(missing_ok=True)
 
 
-# --- Redis ----------------------------------------------------------------------------------
-
-
-def ensure_redis(settings: Settings) -> None:
-    """Use the Redis on the configured port, or start a private one (installing it if missing)."""
-    u = urlsplit(settings.redis_url)
-    host, port = u.hostname or "127.0.0.1", u.port or 6379
-    if is_listening(host, port):
-        say(f"redis: {'already running' if read_pid('redis') else 'using the server'} on {host}:{port}")
-        return
-    if not shutil.which("redis-server"):
-        apt_install("redis-server")
-    (DATA / "redis").mkdir(parents=True, exist_ok=True)
-    for d in (LOGS, RUN):
-        d.mkdir(parents=True, exist_ok=True)
-    say(f"redis: starting on {host}:{port}")
-    subprocess.run(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--daemonize",
-            "yes",
-            "--dir",
-            str(DATA / "redis"),
-            "--logfile",
-            str(LOGS / "redis.log"),
-            "--pidfile",
-            str(RUN / "redis.pid"),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        check=True,
-    )
-    wait_until(lambda: is_listening(host, port), 20, "redis to listen")
-
-
 # --- S3 (moto server) -----------------------------------------------------------------------
 
 
@@ -296,13 +259,13 @@ def ensure_s3(settings: Settings) -> None:
     if is_listening(host, port):
         say(f"s3: {'already running' if read_pid('s3') else 'using the endpoint'} at {settings.s3_endpoint_url}")
     else:
+        require_loopback("s3", host, port)
         moto = Path(sys.executable).parent / "moto_server"
-        for d in (LOGS, RUN):
-            d.mkdir(parents=True, exist_ok=True)
-        say(f"s3: starting moto server on {host}:{port}")
-        with open(LOGS / "s3.log", "ab") as log:
+        RUN.mkdir(parents=True, exist_ok=True)
+        say(f"s3: starting moto server on 127.0.0.1:{port}")
+        with open_private(private_dir(LOGS) / "s3.log") as log:  # its request lines hold presigned URLs
             proc = subprocess.Popen(
-                [str(moto), "-H", host, "-p", str(port)],
+                [str(moto), "-H", "127.0.0.1", "-p", str(port)],
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,

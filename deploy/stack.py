@@ -1,17 +1,19 @@
-"""The local stack without Docker: ``python -m deploy.stack up|down|status``.
+"""The local stack without Docker: ``python -m deploy.stack up|down|status|exec``.
 
-``up`` brings up PostgreSQL, Redis and the S3 endpoint (see :mod:`deploy.services`), applies
-the migrations, seeds the demo data if the table is empty, and starts the Procfile's
-processes (the API and ``SPILLWAY_RQ_WORKERS`` workers) in the background, with logs under
-``.data/logs/`` and PIDs under ``.data/run/``. It is idempotent. ``down`` stops, by PID,
-exactly what ``up`` started.
+``up`` brings up PostgreSQL, Redis and the S3 endpoint (see :mod:`deploy.services` and
+:mod:`deploy.local_redis`), applies the migrations, seeds the demo data if the table is empty,
+and starts the Procfile's processes (the API and ``SPILLWAY_RQ_WORKERS`` workers) in the
+background, with private logs under ``.data/logs/`` and PIDs under ``.data/run/``. It is
+idempotent. ``down`` stops, by PID, exactly what ``up`` started. ``exec -- COMMAND`` runs a
+command as a client of the stack: with the password of the stack's own Redis added to
+``SPILLWAY_REDIS_URL`` (see :func:`deploy.local_redis.client_url`); Make runs the tests, the
+demo, ``make key`` and the benchmark that way.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shlex
 import signal
 import subprocess
@@ -20,21 +22,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from deploy.services import (
-    DATA,
-    LOGS,
-    ROOT,
-    RUN,
-    StackError,
-    ensure_postgres,
-    ensure_redis,
-    ensure_s3,
-    read_pid,
-    say,
-    stop_postgres,
-    wait_until,
-)
-from shared.settings import Settings, load_settings
+from deploy import local_redis
+from deploy.datadir import DATA, LOGS, ROOT, RUN, generated_secret, open_private, private_dir, read_pid
+from deploy.services import StackError, ensure_postgres, ensure_s3, say, stop_postgres, wait_until
+from shared.settings import Settings, SettingsError, load_settings
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -69,7 +60,7 @@ def start_process(name: str, command: str, extra_env: dict[str, str] | None = No
         PYTHONUNBUFFERED="1",
         **(extra_env or {}),
     )
-    with open(LOGS / f"{name}.log", "ab") as log:
+    with open_private(LOGS / f"{name}.log") as log:
         proc = subprocess.Popen(
             shlex.split(command),
             cwd=ROOT,
@@ -144,26 +135,23 @@ def dashboard_env(settings: Settings) -> dict[str, str]:
     """The dashboard's password: the configured one, or one generated once into .data/."""
     if settings.dashboard_password:
         return {}
-    secret = DATA / "dashboard-password"
-    if not secret.exists():
-        secret.write_text(secrets.token_urlsafe(18) + "\n")
-        secret.chmod(0o600)
-    return {"SPILLWAY_DASHBOARD_PASSWORD": secret.read_text().strip()}
+    return {"SPILLWAY_DASHBOARD_PASSWORD": generated_secret(DATA / "dashboard-password")}
 
 
 def up(settings: Settings, deps_only: bool) -> None:
     """Bring the stack up (idempotent)."""
-    for d in (LOGS, RUN):
-        d.mkdir(parents=True, exist_ok=True)
+    private_dir(LOGS)
+    RUN.mkdir(parents=True, exist_ok=True)
     ensure_postgres(settings)
-    ensure_redis(settings)
+    settings = settings.replace(redis_url=local_redis.ensure_redis(settings))
     ensure_s3(settings)
     migrate_and_seed(settings, seed=not deps_only)
     if deps_only:
         return
     commands = procfile()
+    redis_env = {local_redis.URL_VARIABLE: settings.redis_url}
     for name, kind in process_names(settings):
-        start_process(name, commands[kind], dashboard_env(settings) if kind == "dashboard" else None)
+        start_process(name, commands[kind], redis_env | (dashboard_env(settings) if kind == "dashboard" else {}))
     wait_for_api(settings)
     where = "SPILLWAY_DASHBOARD_PASSWORD" if settings.dashboard_password else ".data/dashboard-password"
     user = settings.dashboard_user
@@ -178,6 +166,7 @@ def down(settings: Settings) -> None:
         stop_process(name)
     stop_process("s3", grace=5)
     stop_process("redis", grace=10)
+    local_redis.forget()
     stop_postgres()
     say("stopped")
 
@@ -188,30 +177,55 @@ def status(settings: Settings) -> int:
     missing = 0
     for name in names:
         pid = read_pid(name)
-        say(f"{name}: {f'running (pid {pid})' if pid else 'not running'}")
+        note = ""
+        if name == "redis" and pid:
+            note = ", with a password" if local_redis.own_url() else ", without a password (make down && make up)"
+        say(f"{name}: {f'running (pid {pid}{note})' if pid else 'not running'}")
         missing += pid is None
     return 1 if missing else 0
+
+
+def client_env(settings: Settings, environ: dict[str, str], data: Path = DATA) -> dict[str, str]:
+    """``environ`` for a client of the stack: the password of the stack's own Redis added to
+    the Redis URL when that names it (:func:`deploy.local_redis.client_url`); else unchanged."""
+    url = local_redis.client_url(settings.redis_url, data)
+    return environ if url == settings.redis_url else {**environ, local_redis.URL_VARIABLE: url}
+
+
+def run_as_client(command: list[str], settings: Settings) -> None:
+    """Replace this process with ``command``, run with :func:`client_env`."""
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise StackError("exec needs a command: python -m deploy.stack exec -- COMMAND [ARGS...]")
+    os.execvpe(command[0], command, client_env(settings, dict(os.environ)))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
-    parser.add_argument(
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="bring the stack up (idempotent)").add_argument(
         "--deps-only", action="store_true", help="only PostgreSQL, Redis, S3 and the migrations (what the tests need)"
     )
+    commands.add_parser("down", help="stop what up started")
+    commands.add_parser("status", help="what runs; exit status 1 when a process of ours is not running")
+    client = commands.add_parser("exec", help="run a command as a client of the stack (Redis password added)")
+    client.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     args = parser.parse_args(argv)
-    settings = load_settings()
     started = time.monotonic()
     try:
-        if args.command == "up":
+        settings = load_settings()
+        if args.command == "exec":
+            run_as_client(args.argv, settings)  # does not return
+        elif args.command == "up":
             up(settings, args.deps_only)
             say(f"up in {time.monotonic() - started:.1f}s")
         elif args.command == "down":
             down(settings)
         else:
             return status(settings)
-    except (StackError, subprocess.CalledProcessError) as exc:
+    except (StackError, SettingsError, subprocess.CalledProcessError, OSError) as exc:
         say(f"error: {exc}")
         return 1
     return 0

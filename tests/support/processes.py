@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from deploy.datadir import open_private, private_dir
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,8 +45,7 @@ def spawn(settings: Settings, log_name: str, module: str, *args: str) -> subproc
         log_name: its output is appended to ``.data/logs/<log_name>.log``.
         module: the module to run (``worker``, ``worker.reconciler``, ``gunicorn``).
     """
-    LOGS.mkdir(parents=True, exist_ok=True)
-    with open(LOGS / f"{log_name}.log", "ab") as log:
+    with open_private(private_dir(LOGS) / f"{log_name}.log") as log:  # logs may hold secrets: 0600
         return subprocess.Popen(
             [sys.executable, "-m", module, *args],
             cwd=ROOT,
