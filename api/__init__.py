@@ -15,7 +15,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings: configuration; read from the environment when omitted.
     """
     app = Flask(__name__)
-    app.config["SPILLWAY"] = settings or load_settings()
+    app.config["SPILLWAY"] = settings = settings or load_settings()
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes  # every route: werkzeug refuses larger bodies
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # fields in the order the views build them
     register_extensions(app)

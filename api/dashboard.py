@@ -39,6 +39,8 @@ from urllib.parse import urlsplit
 
 import rq_dashboard
 from flask import Flask, Response, request
+from redis.exceptions import ResponseError as RedisResponseError
+from rq.exceptions import NoSuchJobError
 from rq_dashboard.web import setup_rq_connection
 
 from shared.settings import PREFIX, Settings, SettingsError, load_settings
@@ -139,5 +141,14 @@ def create_dashboard(settings: Settings | None = None) -> Flask:
     def add_security_headers(response: Response) -> Response:
         response.headers.update(SECURITY_HEADERS)
         return response
+
+    # rq-dashboard's own views raise on a job that is gone and on compacting an empty queue.
+    @app.errorhandler(NoSuchJobError)
+    def job_not_found(exc: NoSuchJobError) -> Response:
+        return Response(f"no such job: {exc}\n", 404, mimetype="text/plain", headers=SECURITY_HEADERS)
+
+    @app.errorhandler(RedisResponseError)
+    def redis_refused(exc: RedisResponseError) -> Response:
+        return Response(f"Redis refused the operation: {exc}\n", 409, mimetype="text/plain", headers=SECURITY_HEADERS)
 
     return app

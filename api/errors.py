@@ -9,11 +9,14 @@ from werkzeug.exceptions import HTTPException
 class ApiError(Exception):
     """An error answered to the client with a status code and a message naming the problem."""
 
-    def __init__(self, status: int, code: str, message: str, **details: object) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None, **details: object
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
         self.details = details
 
 
@@ -26,6 +29,7 @@ def init_app(app: Flask) -> None:
     def handle_api_error(exc: ApiError):
         response = jsonify(_error_body(exc.code, exc.message, **exc.details))
         response.status_code = exc.status
+        response.headers.update(exc.headers)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="spillway"'
         return response

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import re
 import uuid
 from datetime import datetime
 
-from flask import Blueprint, current_app, jsonify, redirect, request, url_for
+import psycopg
+from flask import Blueprint, Response, current_app, jsonify, redirect, request, url_for
 from redis.exceptions import RedisError
 
 from api.auth import current_principal, login_required
+from api.body import read_json_body
 from api.errors import ApiError
 from api.extensions import resources, settings
 from api.inline import inline_response
@@ -22,22 +24,18 @@ from shared.db import connect_source, process_label
 from shared.lifecycle import admit, end_export
 from shared.models import Export, ExportStatus
 from shared.query import count_capped
+from shared.readslots import release_read_slot, take_read_slot
 from shared.records import fetch_value
-from shared.spec import SpecError, parse_spec
+from shared.settings import Settings
+from shared.spec import ExportSpec, SpecError, parse_spec
 
 bp = Blueprint("exports", __name__)
 
 MAX_PAGE = 100
-
-
-def _json_body() -> object:
-    raw = request.get_data(cache=False)
-    if not raw:
-        raise ApiError(400, "invalid_request", "the request body is empty; send a JSON object")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {exc}") from None
+DEFAULT_PAGE = 20
+_PAGE_SIZE = re.compile(r"[0-9]{1,3}")  # ASCII digits only: int() would take " 1_0 " or full-width digits
+INLINE_SLOT_TTL_S = 600  # an inline read slot whose process died is free again after this
+BUSY_RETRY_AFTER_S = 2  # what a 429 for busy read slots suggests
 
 
 @bp.get("/datasets")
@@ -51,25 +49,16 @@ def list_datasets():
 @login_required
 def create_export():
     """Validate, count, and answer inline (200 text/csv) or async (202 + Location)."""
+    s = settings()
     try:
-        spec = parse_spec(_json_body())
+        spec = parse_spec(read_json_body(s))
     except SpecError as exc:
         raise ApiError(400, "invalid_request", exc.message, field=exc.field) from None
-    s = settings()
     key = _idempotency_key()  # validated first: a bad header is a 400 whatever the tier
     if spec.delivery != "async":
-        query, params = count_capped(spec.source, spec, s.inline_max_rows + 1)
-        with connect_source(s, process_label("api:count")) as conn:
-            matching = fetch_value(conn, query, params) or 0
-        if matching <= s.inline_max_rows:
-            return inline_response(s, spec)
-        if spec.delivery == "inline":
-            raise ApiError(
-                400,
-                "too_many_rows_for_inline",
-                f"more than {s.inline_max_rows} rows match; use delivery 'async' or 'auto'",
-                field="delivery",
-            )
+        answer = _inline_answer(s, spec)
+        if answer is not None:
+            return answer
     owner = current_principal().owner
     with resources().state_pool.connection() as conn:
         export, created = repo.create_export(conn, owner, spec, key)
@@ -90,6 +79,71 @@ def create_export():
                 "export %s: queue unavailable (%s); the reconciler will enqueue it", export.id, exc
             )
     return _accepted(export)
+
+
+def _count_matching(s: Settings, spec: ExportSpec) -> int | None:
+    """Rows matching the spec, counted up to ``inline_max_rows + 1``; None if it took too long."""
+    query, params = count_capped(spec.source, spec, s.inline_max_rows + 1)
+    with connect_source(s, process_label("api:count")) as conn:
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(s.count_timeout_ms),))
+        try:
+            return int(fetch_value(conn, query, params) or 0)
+        except psycopg.errors.QueryCanceled:
+            return None
+
+
+def _inline_answer(s: Settings, spec: ExportSpec) -> Response | None:
+    """The inline answer when the export is small and a read slot is free; None: go async.
+
+    With ``delivery: inline`` the reasons to go async are errors instead (400, or 429 with
+    Retry-After when every read slot stays busy).
+    """
+    forced = spec.delivery == "inline"
+    matching = _count_matching(s, spec)
+    if matching is None:
+        if forced:
+            raise ApiError(
+                400,
+                "count_timeout",
+                f"counting the matching rows took longer than {s.count_timeout_ms} ms"
+                " (SPILLWAY_COUNT_TIMEOUT_MS); use delivery 'async'",
+                field="delivery",
+            )
+        return None
+    if matching > s.inline_max_rows:
+        if forced:
+            raise ApiError(
+                400,
+                "too_many_rows_for_inline",
+                f"more than {s.inline_max_rows} rows match; use delivery 'async' or 'auto'",
+                field="delivery",
+            )
+        return None
+    redis = resources().redis
+    try:
+        slot = take_read_slot(redis, s, s.inline_slot_wait_s, INLINE_SLOT_TTL_S)
+    except RedisError as exc:  # no queue, no chunk reads either: the cap holds without Redis
+        current_app.logger.warning("read slots unavailable (%s); answering inline without one", exc)
+        return inline_response(s, spec, release=lambda: None)
+    if slot is None:
+        if forced:
+            raise ApiError(
+                429,
+                "read_slots_busy",
+                f"all {s.max_concurrent_reads} read slots"
+                " (SPILLWAY_MAX_CONCURRENT_READS) are busy; retry, or use delivery 'auto' or 'async'",
+                field="delivery",
+                headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+            )
+        return None
+
+    def release() -> None:
+        try:
+            release_read_slot(redis, s, slot)
+        except RedisError as exc:  # the slot's hash expires on its own
+            current_app.logger.warning("read slot %s not released (%s)", slot, exc)
+
+    return inline_response(s, spec, release=release)
 
 
 def _idempotency_key() -> str | None:
@@ -133,7 +187,8 @@ def get_export(export_id: str):
 @bp.get("/exports/<export_id>/download")
 @login_required
 def download(export_id: str):
-    """302 to a presigned URL when completed; 410 when expired; 409 otherwise."""
+    """302 to a presigned URL when completed and its object checked; 410 when expired or the
+    object is gone; 409 when not completed or the object was replaced."""
     export = _owned_export(export_id)
     if export.status == ExportStatus.EXPIRED:
         raise ApiError(410, "expired", f"export {export_id} has expired and its file was deleted")
@@ -142,7 +197,13 @@ def download(export_id: str):
             409, "not_ready", f"export {export_id} is {export.status}, not completed", export_status=export.status
         )
     body = export_json(export, settings(), with_download=True)
-    return redirect(body["download"]["url"], code=302)
+    if body["download_error"]:
+        problem = body["download_error"]
+        raise ApiError(problem["status"], problem["code"], problem["message"])
+    response = redirect(body["download"]["url"], code=302)
+    if not body["download"]["verified"]:
+        response.headers["X-Spillway-Object-Check"] = "unverified"  # S3 could not be asked; see api/views.py
+    return response
 
 
 @bp.post("/exports/<export_id>/cancel")
@@ -171,10 +232,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 @login_required
 def list_exports():
     """The caller's exports, newest first; ``?limit=`` (1-100) and ``?cursor=`` for the next page."""
-    try:
-        limit = int(request.args.get("limit", 20))
-    except ValueError:
-        raise ApiError(400, "invalid_request", "limit must be an integer", field="limit") from None
+    raw = request.args.get("limit", str(DEFAULT_PAGE))
+    if not _PAGE_SIZE.fullmatch(raw):
+        raise ApiError(400, "invalid_request", f"limit must be an integer from 1 to {MAX_PAGE}", field="limit")
+    limit = int(raw)
     if not 1 <= limit <= MAX_PAGE:
         raise ApiError(400, "invalid_request", f"limit must be between 1 and {MAX_PAGE}", field="limit")
     before = _decode_cursor(request.args["cursor"]) if request.args.get("cursor") else None

@@ -32,7 +32,7 @@ class Resources:
             max_size=8,
             kwargs={
                 "application_name": process_label("api"),
-                "options": "-c TimeZone=UTC",
+                "options": f"-c TimeZone=UTC -c statement_timeout={self.settings.api_statement_timeout_ms}",
                 "row_factory": dict_row,
                 "connect_timeout": 5,
                 "autocommit": True,
@@ -42,16 +42,42 @@ class Resources:
         )
 
     @cached_property
+    def source_probe_pool(self) -> ConnectionPool:
+        """One connection to the source database for /health, when it is another database."""
+        timeout = self.settings.health_timeout_s
+        return ConnectionPool(
+            self.settings.source_database_url,
+            min_size=1,
+            max_size=1,
+            kwargs={
+                "application_name": process_label("health"),
+                "connect_timeout": max(1, int(timeout)),
+                "options": f"-c statement_timeout={int(timeout * 1000)}",
+                "autocommit": True,
+            },
+            timeout=timeout,
+            open=True,
+        )
+
+    @cached_property
     def redis(self) -> Redis:
         """Redis client for queues, cancel signals and counters."""
         return Redis.from_url(self.settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
 
+    @cached_property
+    def probe_redis(self) -> Redis:
+        """Redis client with the health timeouts (its connection is reused across probes)."""
+        t = self.settings.health_timeout_s
+        return Redis.from_url(self.settings.redis_url, socket_connect_timeout=t, socket_timeout=t)
+
     def close(self) -> None:
         """Close what was opened (tests call this)."""
-        if "state_pool" in self.__dict__:
-            self.state_pool.close()
-        if "redis" in self.__dict__:
-            self.redis.close()
+        for pool in ("state_pool", "source_probe_pool"):
+            if pool in self.__dict__:
+                self.__dict__[pool].close()
+        for client in ("redis", "probe_redis"):
+            if client in self.__dict__:
+                self.__dict__[client].close()
 
 
 def init_app(app: Flask) -> None:

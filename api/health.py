@@ -5,29 +5,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import psycopg
 from flask import Blueprint, jsonify
+from psycopg_pool import ConnectionPool
 from redis import Redis
 
-from api.extensions import settings
-from shared.db import process_label
+from api.extensions import resources, settings
 from shared.settings import Settings
 from shared.storage import probe_s3_client
 
 bp = Blueprint("health", __name__)
 
 
-def _check_postgres(url: str, timeout: float) -> None:
-    with psycopg.connect(url, connect_timeout=max(1, int(timeout)), application_name=process_label("health")) as conn:
+def _check_pool(pool: ConnectionPool, timeout: float) -> None:
+    with pool.connection(timeout=timeout) as conn:
         conn.execute("SELECT 1")
 
 
-def _check_redis(s: Settings) -> None:
-    client = Redis.from_url(s.redis_url, socket_connect_timeout=s.health_timeout_s, socket_timeout=s.health_timeout_s)
-    try:
-        client.ping()
-    finally:
-        client.close()
+def _check_redis(redis: Redis) -> None:
+    redis.ping()
 
 
 def _check_s3(s: Settings) -> None:
@@ -36,12 +31,13 @@ def _check_s3(s: Settings) -> None:
 
 def checks(s: Settings) -> dict[str, Callable[[], None]]:
     """The dependency probes; the source database is listed apart when it is another one."""
+    res = resources()
     probes: dict[str, Callable[[], None]] = {
-        "postgres": lambda: _check_postgres(s.state_database_url, s.health_timeout_s),
+        "postgres": lambda: _check_pool(res.state_pool, s.health_timeout_s),
     }
     if s.source_database_url != s.state_database_url:
-        probes["source_postgres"] = lambda: _check_postgres(s.source_database_url, s.health_timeout_s)
-    probes["redis"] = lambda: _check_redis(s)
+        probes["source_postgres"] = lambda: _check_pool(res.source_probe_pool, s.health_timeout_s)
+    probes["redis"] = lambda: _check_redis(res.probe_redis)
     probes["s3"] = lambda: _check_s3(s)
     return probes
 

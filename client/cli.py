@@ -157,11 +157,17 @@ def _describe_export(export: dict[str, Any]) -> list[str]:
     for label in ("created_at", "started_at", "finished_at", "expires_at"):
         if export.get(label):
             lines.append(f"{label.split('_')[0]:<9} {export[label]}")
+    if export.get("checksum"):
+        lines.append(f"checksum  {export['checksum']['algorithm']} {export['checksum']['value']}")
     if export.get("error"):
         lines.append(f"error     {export['error']}")
     if export.get("download"):
         lines.append(f"download  {export['download']['url']}")
         lines.append(f"          (expires {export['download']['expires_at']})")
+        if export["download"].get("note"):
+            lines.append(f"          warning: {export['download']['note']}")
+    if export.get("download_error"):
+        lines.append(f"download  none: {export['download_error']['message']}")
     return lines
 
 

@@ -2,8 +2,9 @@
 
 Invariant: an outcome is ``ok`` only when the file on disk has been read back and holds
 exactly the number of CSV records the API announced (and, for an async export, exactly
-the stored object's size). Anything else — a failed, cancelled or expired export, a
-mismatch, an unreadable file — is an outcome whose ``problems`` say what went wrong.
+the stored object's size and, when the API gives it, its CRC-32). Anything else — a
+failed, cancelled or expired export, an object gone or replaced in storage, a mismatch, an
+unreadable file — is an outcome whose ``problems`` say what went wrong.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class ExportOutcome:
         rows_expected: ``progress.total_rows`` or ``X-Spillway-Rows``.
         bytes: the file's size.
         bytes_expected: the stored object's size (async only).
+        checksum_expected: the export's ``checksum`` (``{"algorithm", "value"}``; async only).
+        checksum: the file's checksum computed by the same algorithm (None: not checked).
         seconds: wall-clock time of the whole run.
         phases: seconds per phase, in order (``export``, ``download``, ``verify`` or ``stream``, ``verify``).
         problems: everything that failed; empty when the file is verified.
@@ -59,6 +62,8 @@ class ExportOutcome:
     rows_expected: int | None = None
     bytes: int = 0
     bytes_expected: int | None = None
+    checksum_expected: dict[str, Any] | None = None
+    checksum: str | None = None
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -84,7 +89,7 @@ class ExportOutcome:
         rows = f"{self.rows:,}" if self.rows is not None else "?"
         if self.rows_expected is not None:
             rows += " (verified)" if self.rows == self.rows_expected else f" (expected {self.rows_expected:,})"
-        return [
+        lines = [
             f"export   {self.export_id or '-'} ({self.delivery}, {self.status})",
             f"rows     {rows}",
             f"bytes    {self.bytes:,} ({format_bytes(self.bytes)})",
@@ -93,6 +98,14 @@ class ExportOutcome:
             f"MB/s     {self.mb_per_second:.1f}",
             f"file     {self.path.resolve() if self.path else '-'}",
         ]
+        if self.checksum_expected is not None:
+            expected = str(self.checksum_expected.get("value")).lower()
+            if self.checksum is None:
+                verdict = f"{expected} (not checked: unknown algorithm)"
+            else:
+                verdict = f"{self.checksum} ({'verified' if self.checksum == expected else f'expected {expected}'})"
+            lines.insert(3, f"{str(self.checksum_expected.get('algorithm')):<8} {verdict}")
+        return lines
 
 
 def export_request(
@@ -140,9 +153,9 @@ def _int_or_none(value: Any) -> int | None:
 def _verify_into(outcome: ExportOutcome, clock: Clock) -> ExportOutcome:
     assert outcome.path is not None
     started = clock()
-    check = verify_file(outcome.path, outcome.rows_expected, outcome.bytes_expected)
+    check = verify_file(outcome.path, outcome.rows_expected, outcome.bytes_expected, outcome.checksum_expected)
     outcome.phases["verify"] = clock() - started
-    outcome.rows, outcome.bytes = check.rows_found, check.bytes_found
+    outcome.rows, outcome.bytes, outcome.checksum = check.rows_found, check.bytes_found, check.checksum_found
     outcome.problems.extend(check.problems)
     return outcome
 
@@ -251,14 +264,19 @@ def _download_completed(
         phases=phases,
         rows_expected=progress_json.get("total_rows"),
         bytes_expected=export.get("object_bytes"),
+        checksum_expected=export.get("checksum"),
     )
     if export["status"] != "completed":
         outcome.problems.append(_not_completed(export))
+    elif export.get("download_error"):  # the object was deleted or replaced in storage
+        outcome.problems.append(str(export["download_error"].get("message") or export["download_error"]))
     elif not (export.get("download") or {}).get("url"):
         outcome.problems.append(f"export {export['id']} is completed but the API gave no download URL")
     if outcome.problems:
         outcome.seconds = clock() - started
         return outcome
+    if export["download"].get("note"):  # e.g. storage could not be asked whether the file is intact
+        progress.note(f"warning: {export['download']['note']}")
     outcome.path = output or Path(safe_filename(export.get("filename"), f"{export['id']}.csv"))
     download_started = clock()
     fetch_to_file(export["download"]["url"], outcome.path, _download_reporter(progress, clock))

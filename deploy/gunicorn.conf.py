@@ -17,5 +17,7 @@ threads = _settings.api_threads
 timeout = 120
 graceful_timeout = 10
 keepalive = 5
+# To stdout: the container's log, or .data/logs/web.log (0600, in a 0700 directory) under `make up`.
+# Its request lines hold no secret: keys travel in a header, and presigned URLs go to S3, not here.
 accesslog = "-"
 errorlog = "-"

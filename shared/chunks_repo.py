@@ -118,9 +118,22 @@ def next_recovery(conn: Conn, export_id: uuid.UUID, part_number: int, expected_j
 
 
 def record_part(
-    conn: Conn, export_id: uuid.UUID, part_number: int, attempt: int, etag: str, rows: int, size: int
+    conn: Conn,
+    export_id: uuid.UUID,
+    part_number: int,
+    attempt: int,
+    etag: str,
+    rows: int,
+    size: int,
+    *,
+    crc32: int | None = None,
 ) -> tuple[bool, bool]:
     """Record an uploaded part and add it to the export's progress, fenced by ``attempt``.
+
+    Args:
+        crc32: the CRC-32 of the part's bytes (:func:`zlib.crc32`), recorded in the same fenced
+            statement as the ETag; None only from a worker that does not compute it, and then
+            the export gets no whole-object checksum.
 
     Returns:
         ``(recorded, finalize)``: whether this attempt's write was accepted, and whether it
@@ -129,7 +142,7 @@ def record_part(
     with conn.transaction():
         done = fetch_value(
             conn,
-            "UPDATE export_chunks SET status = %s, etag = %s, rows = %s, bytes = %s, finished_at = now(),"
+            "UPDATE export_chunks SET status = %s, etag = %s, rows = %s, bytes = %s, crc32 = %s, finished_at = now(),"
             " upload_part_number = %s, lease_expires_at = NULL WHERE export_id = %s AND part_number = %s"
             " AND attempt = %s AND status = ANY(%s) RETURNING 1",
             (
@@ -137,6 +150,7 @@ def record_part(
                 etag,
                 rows,
                 size,
+                crc32,
                 upload_part_number(part_number, attempt),
                 export_id,
                 part_number,

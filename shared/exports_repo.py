@@ -30,13 +30,15 @@ MAX_ERROR_CHARS = 2000  # an export's error message is cut to this length
 
 
 def parse_export_id(export_id: str | uuid.UUID) -> uuid.UUID | None:
-    """The export id as a UUID, or None when it cannot be one."""
+    """The export id as a UUID, or None unless it is written the one way ids are given out
+    (lowercase, hyphenated: no braces, ``urn:uuid:``, capitals or missing hyphens)."""
     if isinstance(export_id, uuid.UUID):
         return export_id
     try:
-        return uuid.UUID(export_id)
+        parsed = uuid.UUID(export_id)
     except ValueError:
         return None
+    return parsed if str(parsed) == export_id else None
 
 
 def request_hash(spec: ExportSpec) -> str:
@@ -200,13 +202,28 @@ def claim_finalize(conn: Conn, export_id: uuid.UUID, lease_s: int) -> int | None
 
 
 def complete_export(
-    conn: Conn, export_id: uuid.UUID, object_bytes: int, rows: int, ttl_s: int, finalize_attempt: int
+    conn: Conn,
+    export_id: uuid.UUID,
+    object_bytes: int,
+    rows: int,
+    ttl_s: int,
+    finalize_attempt: int,
+    *,
+    object_etag: str | None = None,
+    object_crc32: int | None = None,
 ) -> bool:
-    """running → completed with the object's size and expiry, fenced by the finalize attempt."""
+    """running → completed with the object's size and expiry, fenced by the finalize attempt.
+
+    Args:
+        object_etag: the completed object's ETag (what the download check compares).
+        object_crc32: the CRC-32 of the whole object (the parts' CRCs combined), or None when
+            a part was recorded without one.
+    """
     return (
         fetch_value(
             conn,
             "UPDATE exports SET status = %s, object_bytes = %s, total_rows = %s, rows_done = %s,"
+            " object_etag = %s, object_crc32 = %s,"
             " finished_at = now(), updated_at = now(), expires_at = now() + make_interval(secs => %s),"
             " finalize_lease_expires_at = NULL"
             " WHERE id = %s AND status = ANY(%s) AND finalize_attempt = %s RETURNING 1",
@@ -215,6 +232,8 @@ def complete_export(
                 object_bytes,
                 rows,
                 rows,
+                object_etag,
+                object_crc32,
                 ttl_s,
                 export_id,
                 export_sources(ExportStatus.COMPLETED),

@@ -105,6 +105,8 @@ class Export:
     admitted_at: datetime | None
     finalize_attempt: int
     finalize_lease_expires_at: datetime | None
+    object_crc32: int | None  # CRC-32 of the whole object (the parts' CRCs combined), once completed
+    object_etag: str | None  # the object's ETag as S3 reported it when completed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", ExportStatus(self.status))
@@ -132,6 +134,7 @@ class Chunk:
     job_id: str | None
     recoveries: int
     upload_part_number: int | None
+    crc32: int | None  # CRC-32 of the part's bytes, recorded with the part
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", ChunkStatus(self.status))

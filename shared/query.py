@@ -15,11 +15,10 @@ from typing import Any
 
 from psycopg import sql
 
+from shared import formulas
 from shared.datasets import Column, Dataset
 from shared.spec import ExportSpec
 
-# Cells starting with these are run as formulas by spreadsheets (OWASP "CSV injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # ISO 8601 / RFC 3339 in UTC: 2023-01-01T00:00:37.529559+00:00; the fraction as PostgreSQL
 # prints it (trailing zeros dropped, none when zero). Built from PostgreSQL's own ISO output (source sessions run
 # with DateStyle ISO and TimeZone UTC): a fifth of the cost of to_char's formatting.
@@ -27,6 +26,14 @@ _TIMESTAMP_WIDTH = 25  # the shortest form: no fraction
 _OPERATORS = {"eq": "=", "gte": ">=", "gt": ">", "lte": "<=", "lt": "<"}
 _CASTS = {"bigint": "bigint", "integer": "integer", "numeric": "numeric", "text": "text", "timestamptz": "timestamptz"}
 BOM = "\ufeff".encode()
+_FIRST_CODES = sql.SQL(", ").join(sql.Literal(code) for code in formulas.first_codes())
+
+
+def _param(column: Column, value: Any) -> Any:
+    """A filter value as a query parameter: numeric values travel as text (one type per list)."""
+    if column.type == "numeric":
+        return [str(v) for v in value] if isinstance(value, list) else str(value)
+    return value
 
 
 def _render(column: Column, neutralize: bool) -> sql.Composable:
@@ -36,9 +43,17 @@ def _render(column: Column, neutralize: bool) -> sql.Composable:
     if column.type == "text[]":
         return sql.SQL("to_json({})::text").format(ident)
     if column.type == "text" and neutralize:
-        # ascii() looks at the first character only: cheaper than left() or a regular expression.
-        codes = sql.SQL(", ").join(sql.Literal(ord(p)) for p in FORMULA_PREFIXES)
-        return sql.SQL("CASE WHEN ascii({0}) IN ({1}) THEN '''' || {0} ELSE {0} END").format(ident, codes)
+        # The rule of shared/formulas.py. ascii() (the first code point) rules out almost every
+        # cell with one hashed IN lookup; the regular expressions run only on the rest.
+        return sql.SQL(
+            "CASE WHEN ascii({0}) IN ({1}) AND {0} ~ {2} AND {0} !~ {3} THEN {4} || {0} ELSE {0} END"
+        ).format(
+            ident,
+            _FIRST_CODES,
+            sql.Literal(formulas.DANGER),
+            sql.Literal(formulas.STRICT_NUMBER),
+            sql.Literal(formulas.QUOTE),
+        )
     return ident
 
 
@@ -88,13 +103,13 @@ def where_clause(
         for op, value in condition.items():
             if op == "in":
                 conditions.append(sql.SQL("{} = ANY(%s::{}[])").format(ident, cast))
-                params.append(value)
+                params.append(_param(column, value))
             elif op == "contains":
                 conditions.append(sql.SQL("strpos(lower({}), lower(%s)) > 0").format(ident))
                 params.append(value)
             else:
                 conditions.append(sql.SQL("{} {} %s::{}").format(ident, sql.SQL(_OPERATORS[op]), cast))
-                params.append(value)
+                params.append(_param(column, value))
     if not conditions:
         return sql.SQL("TRUE"), params
     return sql.SQL(" AND ").join(conditions), params

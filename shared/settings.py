@@ -40,6 +40,11 @@ DEFAULT_API_PROCESSES = 2  # gunicorn processes; with 4 threads each, the best p
 DEFAULT_API_THREADS = 4  # gunicorn threads per process (gthread): inline streams and polls share them.
 DEFAULT_RQ_WORKERS = 2  # RQ worker processes `make up` starts locally.
 DEFAULT_DASHBOARD_PORT = 9181  # rq-dashboard's own default port.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # A request body above this is refused (413): a request needs a few KB.
+DEFAULT_BODY_TIMEOUT_S = 10.0  # A body that has not fully arrived after this is refused (408).
+DEFAULT_COUNT_TIMEOUT_MS = 2000  # The count behind the tier choice; past it, auto goes async.
+DEFAULT_API_STATEMENT_TIMEOUT_MS = 5000  # Every state query of the API (polls, lists) is short.
+DEFAULT_INLINE_SLOT_WAIT_S = 2.0  # An inline export waits this long for a read slot before going async (or 429).
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
 
 
@@ -51,9 +56,14 @@ class SettingsError(ValueError):
 class Settings:
     """All configuration of API, workers and tools; see the README for each variable."""
 
-    source_database_url: str = f"postgresql://spillway:spillway@127.0.0.1:{DEFAULT_PG_PORT}/spillway"
-    state_database_url: str = f"postgresql://spillway:spillway@127.0.0.1:{DEFAULT_PG_PORT}/spillway"
-    redis_url: str = f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
+    # URLs may carry passwords: never in a repr (a log line or a traceback).
+    source_database_url: str = field(
+        default=f"postgresql://spillway:spillway@127.0.0.1:{DEFAULT_PG_PORT}/spillway", repr=False
+    )
+    state_database_url: str = field(
+        default=f"postgresql://spillway:spillway@127.0.0.1:{DEFAULT_PG_PORT}/spillway", repr=False
+    )
+    redis_url: str = field(default=f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0", repr=False)
     s3_endpoint_url: str = f"http://127.0.0.1:{DEFAULT_S3_PORT}"
     s3_public_endpoint_url: str = f"http://127.0.0.1:{DEFAULT_S3_PORT}"
     s3_bucket: str = "spillway-exports"
@@ -78,6 +88,11 @@ class Settings:
     janitor_grace_s: int = DEFAULT_JANITOR_GRACE_S
     health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
     auth_cache_s: int = DEFAULT_AUTH_CACHE_S
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    count_timeout_ms: int = DEFAULT_COUNT_TIMEOUT_MS
+    api_statement_timeout_ms: int = DEFAULT_API_STATEMENT_TIMEOUT_MS
+    inline_slot_wait_s: float = DEFAULT_INLINE_SLOT_WAIT_S
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     api_processes: int = DEFAULT_API_PROCESSES
@@ -100,6 +115,9 @@ class Settings:
             "rq_workers",
             "api_processes",
             "api_threads",
+            "max_body_bytes",
+            "count_timeout_ms",
+            "api_statement_timeout_ms",
         ):
             if getattr(self, name) < 0 or (name != "inline_max_rows" and getattr(self, name) == 0):
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}")

@@ -17,6 +17,8 @@ from shared.filenames import FILENAME_RULE, is_valid_filename
 
 MAX_IN_VALUES = 1000
 MAX_TEXT_VALUE = 1000
+MAX_SHOWN = 60  # characters of a bad value quoted in an error message
+MAX_NUMERIC_EXPONENT = 1000  # far beyond any stored number; PostgreSQL's numeric overflows near 131072
 DELIVERIES = ("auto", "inline", "async")
 _TOP_LEVEL = {"dataset", "columns", "filters", "format", "delivery", "filename", "csv"}
 _CSV_OPTIONS = {"bom", "neutralize_formulas"}
@@ -80,45 +82,73 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _show(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
+
+
+def _numeric(value: Any, where: str) -> str | int | float:
+    """A numeric filter value: a JSON number, or a string holding a finite decimal in range."""
+    if isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise SpecError(f"{where}: expected a number, got {_show(value)}", where) from None
+    elif _is_number(value):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise SpecError(f"{where}: expected a finite number, got {_show(value)}", where)
+        number = Decimal(str(value))
+    else:
+        raise SpecError(f"{where}: expected a number, got {_show(value)}", where)
+    if not number.is_finite():
+        raise SpecError(f"{where}: expected a finite number, got {_show(value)}", where)
+    if number and not -MAX_NUMERIC_EXPONENT <= number.adjusted() <= MAX_NUMERIC_EXPONENT:
+        raise SpecError(f"{where}: {_show(value)} is out of range (|exponent| at most {MAX_NUMERIC_EXPONENT})", where)
+    return str(number) if isinstance(value, str) else value
+
+
+def _timestamp(value: Any, where: str) -> str:
+    """An ISO 8601 timestamp, normalised to UTC (no offset means UTC)."""
+    if not isinstance(value, str):
+        raise SpecError(f"{where}: expected an ISO 8601 timestamp string, got {_show(value)}", where)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise SpecError(f"{where}: {_show(value)} is not an ISO 8601 timestamp", where) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # documented: no offset means UTC
+    try:
+        return parsed.astimezone(UTC).isoformat()
+    except OverflowError:
+        raise SpecError(f"{where}: {_show(value)} is out of range in UTC", where) from None
+
+
 def _check_value(column: Column, op: str, value: Any, where: str) -> Any:
     """Validate one filter value for ``column``; return its normalised JSON form."""
     kind = column.type
     if kind in ("bigint", "integer"):
         if not isinstance(value, int) or isinstance(value, bool):
-            raise SpecError(f"{where}: expected an integer, got {value!r}", where)
+            raise SpecError(f"{where}: expected an integer, got {_show(value)}", where)
         limit = 2**63 if kind == "bigint" else 2**31
         if not -limit <= value < limit:
-            raise SpecError(f"{where}: {value} is out of range for {kind}", where)
+            raise SpecError(f"{where}: {_show(value)} is out of range for {kind}", where)
         return value
     if kind == "numeric":
-        if isinstance(value, str):
-            try:
-                number = Decimal(value)
-            except InvalidOperation:
-                raise SpecError(f"{where}: expected a number, got {value!r}", where) from None
-            if not number.is_finite():
-                raise SpecError(f"{where}: expected a finite number, got {value!r}", where)
-            return str(number)
-        if not _is_number(value) or value != value or value in (float("inf"), float("-inf")):
-            raise SpecError(f"{where}: expected a number, got {value!r}", where)
-        return value
+        return _numeric(value, where)
     if kind == "timestamptz":
-        if not isinstance(value, str):
-            raise SpecError(f"{where}: expected an ISO 8601 timestamp string, got {value!r}", where)
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise SpecError(f"{where}: {value!r} is not an ISO 8601 timestamp", where) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)  # documented: no offset means UTC
-        return parsed.isoformat()
+        return _timestamp(value, where)
     if kind == "text":
         if not isinstance(value, str):
-            raise SpecError(f"{where}: expected a string, got {value!r}", where)
+            raise SpecError(f"{where}: expected a string, got {_show(value)}", where)
         if len(value) > MAX_TEXT_VALUE:
             raise SpecError(f"{where}: longer than {MAX_TEXT_VALUE} characters", where)
         if "\x00" in value:
             raise SpecError(f"{where}: NUL characters are not allowed", where)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SpecError(f"{where}: not valid Unicode (a lone surrogate)", where) from None
         if op == "contains" and value == "":
             raise SpecError(f"{where}: must not be empty", where)
         return value
@@ -134,9 +164,9 @@ def _parse_filters(dataset: Dataset, filters: Any) -> dict[str, dict[str, Any]]:
     for name, condition in filters.items():
         column = dataset.find_column(name)
         if column is None:
-            raise SpecError(f"unknown filter column {name!r} for dataset {dataset.name!r}", f"filters.{name}")
+            raise SpecError(f"unknown filter column {_show(name)} for dataset {dataset.name!r}", f"filters.{name}")
         if not column.filters:
-            raise SpecError(f"column {name!r} cannot be filtered", f"filters.{name}")
+            raise SpecError(f"column {_show(name)} cannot be filtered", f"filters.{name}")
         if not isinstance(condition, dict) or not condition:
             raise SpecError(f'filters.{name} must be an object like {{"eq": value}}', f"filters.{name}")
         result[name] = {}
@@ -144,7 +174,7 @@ def _parse_filters(dataset: Dataset, filters: Any) -> dict[str, dict[str, Any]]:
             where = f"filters.{name}.{op}"
             if op not in column.filters:
                 allowed = ", ".join(column.filters)
-                raise SpecError(f"unknown operator {op!r} for column {name!r} (allowed: {allowed})", where)
+                raise SpecError(f"unknown operator {_show(op)} for column {_show(name)} (allowed: {allowed})", where)
             if op == "in":
                 if not isinstance(value, list) or not value:
                     raise SpecError(f"{where}: expected a non-empty list", where)
@@ -160,7 +190,7 @@ def _parse_bool(value: Any, where: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise SpecError(f"{where} must be true or false, got {value!r}", where)
+        raise SpecError(f"{where} must be true or false, got {_show(value)}", where)
     return value
 
 
@@ -180,15 +210,15 @@ def parse_spec(body: Any) -> ExportSpec:
         raise SpecError("the request body must be a JSON object")
     unknown = sorted(set(body) - _TOP_LEVEL)
     if unknown:
-        raise SpecError(f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(_TOP_LEVEL))})", unknown[0])
+        raise SpecError(f"unknown field {_show(unknown[0])} (allowed: {', '.join(sorted(_TOP_LEVEL))})", unknown[0])
     name = body.get("dataset")
     if not isinstance(name, str) or not name:
         raise SpecError("dataset is required (a dataset name; see GET /datasets)", "dataset")
     dataset = get_dataset(name)
     if dataset is None:
-        raise SpecError(f"unknown dataset {name!r} (available: {', '.join(sorted(REGISTRY))})", "dataset")
+        raise SpecError(f"unknown dataset {_show(name)} (available: {', '.join(sorted(REGISTRY))})", "dataset")
     if body.get("format", "csv") != "csv":
-        raise SpecError(f"unknown format {body.get('format')!r} (available: csv)", "format")
+        raise SpecError(f"unknown format {_show(body.get('format'))} (available: csv)", "format")
 
     columns = body.get("columns")
     if columns is None:
@@ -197,14 +227,14 @@ def parse_spec(body: Any) -> ExportSpec:
         raise SpecError("columns must be a non-empty list of column names", "columns")
     for column in columns:
         if dataset.find_column(column) is None:
-            raise SpecError(f"unknown column {column!r} for dataset {dataset.name!r}", "columns")
+            raise SpecError(f"unknown column {_show(column)} for dataset {dataset.name!r}", "columns")
     if len(set(columns)) != len(columns):
         duplicate = next(c for c in columns if columns.count(c) > 1)
-        raise SpecError(f"column {duplicate!r} is listed twice", "columns")
+        raise SpecError(f"column {_show(duplicate)} is listed twice", "columns")
 
     delivery = body.get("delivery", "auto")
     if delivery not in DELIVERIES:
-        raise SpecError(f"unknown delivery {delivery!r} (allowed: {', '.join(DELIVERIES)})", "delivery")
+        raise SpecError(f"unknown delivery {_show(delivery)} (allowed: {', '.join(DELIVERIES)})", "delivery")
 
     filename = body.get("filename")
     if filename is None:
@@ -214,12 +244,16 @@ def parse_spec(body: Any) -> ExportSpec:
     if not is_valid_filename(filename):
         raise SpecError(f"filename must be {FILENAME_RULE}, ending in .csv (added when missing)", "filename")
 
-    csv_options = body.get("csv") or {}
+    csv_options = body.get("csv")
+    if csv_options is None:
+        csv_options = {}
     if not isinstance(csv_options, dict):
         raise SpecError('csv must be an object like {"bom": false, "neutralize_formulas": true}', "csv")
     unknown = sorted(set(csv_options) - _CSV_OPTIONS)
     if unknown:
-        raise SpecError(f"unknown csv option {unknown[0]!r} (allowed: bom, neutralize_formulas)", f"csv.{unknown[0]}")
+        raise SpecError(
+            f"unknown csv option {_show(unknown[0])} (allowed: bom, neutralize_formulas)", f"csv.{unknown[0]}"
+        )
 
     return ExportSpec(
         dataset=dataset.name,

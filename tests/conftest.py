@@ -53,10 +53,14 @@ def db(settings: Settings, base_settings: Settings) -> str:
 
 @pytest.fixture
 def state_conn(db: str) -> Iterator[psycopg.Connection]:
-    """A connection to the test database (rows as dicts) whose work is rolled back after the test."""
-    with psycopg.connect(db, row_factory=dict_row) as conn:
+    """A connection to the test database (rows as dicts) whose work is rolled back after the test.
+
+    The test runs inside one outer transaction that is always rolled back: the repositories'
+    own ``with conn.transaction()`` blocks become savepoints in it. (Without it, such a block
+    opened on an idle connection would commit, and leave rows behind for the other tests.)
+    """
+    with psycopg.connect(db, row_factory=dict_row) as conn, conn.transaction(force_rollback=True):
         yield conn
-        conn.rollback()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """Exporting one chunk: one COPY of its key range into one multipart part.
 
 Invariant: a chunk's bytes depend only on the export's spec and the chunk's key range, so a
-re-run produces the same bytes into the same part number; its part record and progress are
+re-run produces the same bytes into the same part number, with the same MD5 (sent as
+Content-MD5) and CRC-32 (recorded with the part, combined by the finalizer into the object's
+checksum), both computed on the bytes as they stream; its part record and progress are
 written only if this attempt still holds the chunk (fencing by attempt number). While it
 streams, the chunk checks for a cancel at every block and renews its lease, so a cancel
 stops it within about one block. Memory is bounded: rows are gathered into blocks of
@@ -16,6 +18,7 @@ import signal
 import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -102,6 +105,16 @@ class Watch:
         return total - (before[-1] if before else 0)
 
 
+@dataclass(frozen=True)
+class PartRead:
+    """What reading a chunk produced: its rows, and the size and digests of its bytes."""
+
+    rows: int
+    size: int
+    md5: bytes  # the digest S3 checks the upload against (Content-MD5)
+    crc32: int  # zlib.crc32 of the bytes: the part's share of the object's checksum
+
+
 def read_chunk(
     settings: Settings,
     spec: ExportSpec,
@@ -111,8 +124,8 @@ def read_chunk(
     hi: int | None,
     out: IO[bytes],
     watch: Watch | None = None,
-) -> tuple[int, int, bytes]:
-    """COPY the chunk's rows as CSV into ``out``; return (rows, bytes, md5 digest).
+) -> PartRead:
+    """COPY the chunk's rows as CSV into ``out``; return its rows, size, MD5 and CRC-32.
 
     Part 1 starts with the optional BOM and the header row.
     """
@@ -120,17 +133,19 @@ def read_chunk(
     header = header_bytes(spec) if part_number == 1 else b""
     out.write(header)
     md5.update(header)
+    crc = zlib.crc32(header)
     size = len(header)
     query, params = chunk_copy(spec.source, spec, lo, hi)
     with connect_source(settings, export_label(export_id, f"part:{part_number}")) as source, source.cursor() as cur:
         for block in copy_blocks(cur, query, params, BLOCK_BYTES):
             out.write(block)
             md5.update(block)
+            crc = zlib.crc32(block, crc)
             size += len(block)
             if watch is not None:
                 watch.check(size)
         rows = cur.rowcount
-    return rows, size, md5.digest()
+    return PartRead(rows, size, md5.digest(), crc)
 
 
 def run_chunk(
@@ -166,12 +181,11 @@ def _run_attempt(settings: Settings, redis: Redis, chunk: ClaimedChunk, label: s
     size = 0
     try:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
-            rows, size, md5 = read_chunk(
-                settings, spec, export_id, part_number, chunk.key_lo, chunk.key_hi, buffer, watch
-            )
+            part = read_chunk(settings, spec, export_id, part_number, chunk.key_lo, chunk.key_hi, buffer, watch)
+            rows, size = part.rows, part.size
             watch.check(size)  # a last look (cancel, lease) before the upload
             buffer.seek(0)
-            etag = upload_part(settings, chunk.object_key, chunk.upload_id, s3_part, buffer, size, md5)
+            etag = upload_part(settings, chunk.object_key, chunk.upload_id, s3_part, buffer, size, part.md5)
     except HandBack:
         _release(settings, chunk, label)
         with connect_state(settings, label) as state:
@@ -193,7 +207,9 @@ def _run_attempt(settings: Settings, redis: Redis, chunk: ClaimedChunk, label: s
         _release(settings, chunk, label)
         raise
     with connect_state(settings, label) as state:
-        recorded, finalize = chunks_repo.record_part(state, export_id, part_number, attempt, etag, rows, size)
+        recorded, finalize = chunks_repo.record_part(
+            state, export_id, part_number, attempt, etag, rows, size, crc32=part.crc32
+        )
         if recorded and not finalize:
             fill_window(state, redis, settings, export_id)
     cancelled = watch.cancelled_at()

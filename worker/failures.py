@@ -10,6 +10,8 @@ from __future__ import annotations
 import psycopg
 from botocore.exceptions import ClientError
 
+from shared.spec import SpecError
+
 PERMANENT_S3_CODES = {
     "NoSuchBucket",
     "AccessDenied",
@@ -28,8 +30,8 @@ class ExportError(Exception):
 
 def is_permanent(exc: BaseException) -> bool:
     """Return whether retrying ``exc`` cannot succeed."""
-    if isinstance(exc, ExportError):
-        return True
+    if isinstance(exc, (ExportError, SpecError)):
+        return True  # SpecError: a stored request no longer valid (a dataset changed); retrying cannot fix it
     if isinstance(exc, ClientError):
         return exc.response.get("Error", {}).get("Code") in PERMANENT_S3_CODES
     if isinstance(exc, psycopg.errors.QueryCanceled):

@@ -1,11 +1,12 @@
 """Finishing an export: complete the multipart upload in part order, check it, mark it done.
 
 Invariant: an export becomes ``completed`` only after S3 holds the whole object and its size
-equals the sum of the recorded parts; an object completed for an export that was cancelled
-meanwhile is deleted. The finalizer holds a lease and a finalize attempt number: a paused
-finalizer that wakes up after another completed the export is fenced out (its completion
-is rejected and it never deletes a completed object). Finishing an export admits the
-owner's next waiting one.
+equals the sum of the recorded parts; it records the object's ETag and its CRC-32, combined
+from the recorded parts' CRCs in part order (no byte is read again). An object completed for
+an export that was cancelled meanwhile is deleted. The finalizer holds a lease and a
+finalize attempt number: a paused finalizer that wakes up after another completed the
+export is fenced out (its completion is rejected and it never deletes a completed object).
+Finishing an export admits the owner's next waiting one.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import uuid
 from redis import Redis
 
 from shared import chunks_repo, exports_repo
+from shared.crc import crc32_of_parts
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit
-from shared.models import ExportStatus
+from shared.models import Chunk, ExportStatus
 from shared.settings import Settings
 from shared.storage import s3_client
 from worker.failures import ExportError
@@ -35,10 +37,19 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
         parts = chunks_repo.done_parts(state, export_id)
     if len(parts) != export.parts_total or not export.object_key or not export.upload_id:
         raise ExportError(f"finalize found {len(parts)} of {export.parts_total} parts recorded")
-    size = complete_upload(settings, export.object_key, export.upload_id, parts)
-    rows = sum(p.rows or 0 for p in parts)
+    stored = complete_upload(settings, export.object_key, export.upload_id, parts)
+    size, rows = stored.size, sum(p.rows or 0 for p in parts)
     with connect_state(settings, label) as state:
-        completed = exports_repo.complete_export(state, export_id, size, rows, settings.export_ttl_s, attempt)
+        completed = exports_repo.complete_export(
+            state,
+            export_id,
+            size,
+            rows,
+            settings.export_ttl_s,
+            attempt,
+            object_etag=stored.etag,
+            object_crc32=object_crc32(parts),
+        )
         now = exports_repo.get_export(state, export_id)
         admit(state, redis, settings, export.owner)
     if completed:
@@ -48,3 +59,14 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
         s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=export.object_key)
         return f"discarded: the export became {now.status} while completing"
     return "rejected: a newer finalize attempt owns this export"
+
+
+def object_crc32(parts: list[Chunk]) -> int | None:
+    """The CRC-32 of the whole object from its parts (in part order), or None when a part has none.
+
+    A part recorded without a CRC (by a worker of an older version, during a rolling deploy)
+    leaves the export without a checksum rather than with a wrong one.
+    """
+    if any(p.crc32 is None for p in parts):
+        return None
+    return crc32_of_parts((p.crc32 or 0, p.bytes or 0) for p in parts)

@@ -3,6 +3,8 @@
 Run as its own process (``python -m worker.reconciler``, the Procfile's ``reconciler``); every
 ``SPILLWAY_RECONCILE_INTERVAL_S`` it:
 
+- enqueues due retries (RQ's scheduled jobs) of a queue no live RQ scheduler serves
+  (:mod:`worker.scheduling`), so a killed scheduler delays them by one interval, not ten minutes;
 - replaces the job of every chunk whose lease expired (its worker died or froze) or whose
   job is gone from Redis (Redis restarted empty, a job lost);
 - re-enqueues lost planners and finalizers, refills chunk windows, admits waiting exports;
@@ -11,7 +13,9 @@ Run as its own process (``python -m worker.reconciler``, the Procfile's ``reconc
 
 Invariant: every action is idempotent and fenced in Postgres, so running it twice, or two
 reconcilers at once, is harmless; recovery of a dead chunk is bounded by the lease plus one
-interval, independent of RQ's own abandoned-job cleanup.
+interval, independent of RQ's own abandoned-job cleanup, and a due retry waits at most one
+interval more than its delay (or, if RQ's scheduler died just before it was due, one interval
+after ``SCHEDULER_STALE_S`` without its heartbeat).
 """
 
 from __future__ import annotations
@@ -38,12 +42,17 @@ from shared.logs import configure_logging, log_context
 from shared.models import ChunkStatus, ExportStatus
 from shared.settings import Settings, load_settings
 from shared.storage import export_id_of_key, s3_client
+from worker.scheduling import enqueue_due_jobs, is_stranded
 from worker.uploads import abort_upload
 
 log = logging.getLogger("spillway.reconciler")
 
+# A scheduled job counts as waiting, also once due: the pass has just moved it unless a live RQ
+# scheduler serves its queue (which moves it within a second); calling it lost would run it twice.
+# One that no scheduled registry holds would never run: job_state calls it stranded, not waiting.
 WAITING = {"queued", "scheduled", "deferred", "rate_limited", "created"}  # RQ statuses of a job not yet started
 LIVE = WAITING | {"started"}
+STRANDED = "stranded"  # not an RQ status: RQ says scheduled, but no scheduled registry holds the job
 EXPIRE_BATCH = 100  # completed exports expired per pass at most
 LOCK_TTL_INTERVALS = 3  # the reconciler lock outlives this many intervals without renewal
 Conn = psycopg.Connection[Any]
@@ -58,14 +67,17 @@ return 0
 
 
 def job_state(redis: Redis, job_id: str | None) -> str | None:
-    """The RQ status of a job, or None when Redis does not have it."""
+    """The RQ status of a job, ``stranded`` for a scheduled one nothing would enqueue, or None
+    when Redis does not have it."""
     if not job_id:
         return None
     try:
-        status = Job.fetch(job_id, connection=redis).get_status(refresh=False)
+        job = Job.fetch(job_id, connection=redis)
     except NoSuchJobError:
         return None
-    return str(status.value if hasattr(status, "value") else status) if status else None
+    status = job.get_status(refresh=False)
+    state = str(status.value if hasattr(status, "value") else status) if status else None
+    return STRANDED if state == "scheduled" and is_stranded(redis, job) else state
 
 
 def _replace_job(redis: Redis, job_id: str) -> None:
@@ -167,10 +179,23 @@ def abort_orphan_uploads(conn: Conn, settings: Settings) -> int:
     return aborted
 
 
-def reconcile(settings: Settings, redis: Redis) -> dict[str, int]:
-    """One pass of every step; return what each did."""
+def identity() -> str:
+    """This reconciler's name in the locks it takes: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def reconcile(settings: Settings, redis: Redis, holder: str | None = None) -> dict[str, int]:
+    """One pass of every step; return what each did.
+
+    Args:
+        holder: the name this pass takes RQ's scheduler locks under (default :func:`identity`).
+    """
+    # Redis only, and first: due retries move even while Postgres is away, and the steps below
+    # see them queued.
+    scheduled = enqueue_due_jobs(redis, settings, f"spillway-reconciler:{holder or identity()}")
     with connect_state(settings, state_label("reconciler")) as conn:
         return {
+            "scheduled": scheduled,
             "chunks": recover_chunks(conn, redis, settings),
             "control": recover_control_jobs(conn, redis, settings),
             "expired": expire_exports(conn, settings),
@@ -193,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
-    me = f"{socket.gethostname()}:{os.getpid()}"
+    me = identity()
     lock = f"{settings.queue_prefix}:reconciler"
     interval = settings.reconcile_interval_s
     while not stopping["now"]:
@@ -201,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             # One reconciler at a time does the work; another takes over when this one stops.
             if hold_lock(redis, lock, me, int(interval * 1000 * LOCK_TTL_INTERVALS)):
-                done = reconcile(settings, redis)
+                done = reconcile(settings, redis, me)
                 if any(done.values()):
                     log.info("reconciled: %s", done)
         except Exception:  # Redis, Postgres or S3 away: log and try again next interval

@@ -2,13 +2,15 @@
 
 Invariant: a part's bytes are sent with their Content-MD5, so S3 rejects a corrupted part
 instead of storing it; aborting or completing an upload that is already gone is not an error
-when the object it was meant to produce is there.
+when the object it was meant to produce is there. A completed object is always read back
+(HEAD): its size must equal the parts', and its ETag is what the export records.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import dataclass
 from typing import IO
 
 from botocore.exceptions import ClientError
@@ -38,8 +40,16 @@ def upload_part(
     return etag
 
 
-def complete_upload(settings: Settings, key: str, upload_id: str, parts: list[Chunk]) -> int:
-    """Complete the upload from ``parts`` (part order) and return the object's size.
+@dataclass(frozen=True)
+class StoredObject:
+    """A completed object as S3 describes it (HEAD): what later checks compare against."""
+
+    size: int
+    etag: str
+
+
+def complete_upload(settings: Settings, key: str, upload_id: str, parts: list[Chunk]) -> StoredObject:
+    """Complete the upload from ``parts`` (part order) and return the object's size and ETag.
 
     If the upload is already gone (a lost answer to an earlier complete), the object is
     checked instead: it must exist with the expected size.
@@ -57,10 +67,11 @@ def complete_upload(settings: Settings, key: str, upload_id: str, parts: list[Ch
         if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
             raise
         log.warning("upload %s of %s is gone; checking the object", upload_id, key)
-    size: int = client.head_object(Bucket=settings.s3_bucket, Key=key)["ContentLength"]
+    head = client.head_object(Bucket=settings.s3_bucket, Key=key)
+    size: int = head["ContentLength"]
     if size != expected:
         raise ExportError(f"object {key} has {size} bytes, its parts {expected}")
-    return size
+    return StoredObject(size, str(head["ETag"]))
 
 
 def abort_upload(settings: Settings, key: str | None, upload_id: str | None) -> None:

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from rq import Queue
 
 from tests.support.api import ApiSession, parse_csv
-
-
-def _state(settings, redis) -> tuple[int, int]:
-    """(exports rows, jobs queued) — what a rejected request must leave unchanged."""
-    with psycopg.connect(settings.state_database_url) as conn:
-        exports = conn.execute("SELECT count(*) FROM exports").fetchone()[0]
-    queued = sum(Queue(name, connection=redis).count for name in (settings.queue_control, settings.queue_chunks))
-    return exports, queued
-
+from tests.support.state import exports_and_jobs
 
 BAD_REQUESTS = [
     ({"dataset": "nope"}, "unknown dataset 'nope'"),
@@ -46,28 +37,28 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize("body, message", BAD_REQUESTS)
 def test_bad_requests_answer_400_naming_the_problem_and_enqueue_nothing(api, settings, redis, body, message):
-    before = _state(settings, redis)
+    before = exports_and_jobs(settings, redis)
     response = api.post("/exports", json=body)
     assert response.status_code == 400
     assert message in response.get_json()["error"]["message"]
-    assert _state(settings, redis) == before
+    assert exports_and_jobs(settings, redis) == before
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe"])
 def test_malformed_json_answers_400(api, settings, redis, raw):
-    before = _state(settings, redis)
+    before = exports_and_jobs(settings, redis)
     response = api.post("/exports", data=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] in ("malformed_json", "invalid_request")
-    assert _state(settings, redis) == before
+    assert exports_and_jobs(settings, redis) == before
 
 
 def test_inline_refused_when_too_many_rows(api, settings, redis):
-    before = _state(settings, redis)
+    before = exports_and_jobs(settings, redis)
     response = api.post("/exports", json={"dataset": "products", "delivery": "inline"})
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "too_many_rows_for_inline"
-    assert _state(settings, redis) == before
+    assert exports_and_jobs(settings, redis) == before
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer sw_wrong", "Basic abc"])

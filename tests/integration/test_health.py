@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import pytest
 
 from api import create_app
-from tests.support.processes import spawn, stop
 from tests.support.redis_server import PrivateRedis
-from tests.support.waiting import free_port, wait_for
+from tests.support.servers import gunicorn_api
+from tests.support.waiting import free_port
 
 
 def test_health_all_dependencies_up(client):
@@ -65,20 +62,5 @@ def test_health_names_each_unreachable_dependency(settings, db, bucket, dependen
 
 def test_health_under_gunicorn(settings, db, bucket, redis):
     """The real server process (gunicorn with our config) answers /health with 200."""
-    port = free_port()
-    proc = spawn(
-        settings.replace(api_port=port), "test-gunicorn", "gunicorn", "-c", "deploy/gunicorn.conf.py", "api.wsgi:app"
-    )
-    try:
-
-        def answer():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                    return r.status, json.load(r)
-            except OSError:
-                return None
-
-        status, body = wait_for(answer, timeout=30, what="gunicorn /health")
-        assert status == 200 and body["down"] == []
-    finally:
-        stop([proc])
+    with gunicorn_api(settings) as (_, health):
+        assert health["http_status"] == 200 and health["down"] == []

@@ -10,6 +10,7 @@ from ``now()`` (see :func:`from_now`), so they agree with the ``now()`` of the S
 from __future__ import annotations
 
 import uuid
+import zlib
 from typing import Any
 
 import psycopg
@@ -33,6 +34,12 @@ EXPIRY_S = 86_400  # a completed factory export expires in a day: not during a t
 LEASE_OWNER = "factory-host:0"  # who holds a factory chunk's lease (a worker's "host:pid")
 STARTED = (ExportStatus.RUNNING, ExportStatus.COMPLETED, ExportStatus.EXPIRED)  # planned and started
 FINISHED = tuple(s for s in ExportStatus if s.finished)
+
+
+def part_bytes(part_number: int, size: int) -> bytes:
+    """The made-up bytes of a factory part: what a done chunk's ``crc32`` is the CRC-32 of."""
+    pattern = f"{part_number},factory row\n".encode()
+    return (pattern * (size // len(pattern) + 1))[:size]
 
 
 def from_now(seconds: float) -> sql.Composable:
@@ -100,7 +107,8 @@ def make_chunks(
 
     - ``pending``: never claimed (attempt 0), not enqueued.
     - ``running``: attempt 1 holds a live lease (:data:`LEASE_S`), its first job enqueued.
-    - ``done``: attempt 1 recorded its part (etag, rows, bytes, S3 part number).
+    - ``done``: attempt 1 recorded its part (etag, rows, bytes, CRC-32 of :func:`part_bytes`,
+      S3 part number).
     - ``cancelled``: attempt 0, ended with its export.
 
     Args:
@@ -129,6 +137,7 @@ def make_chunks(
                 etag=f'"factory-etag-{n}"',
                 rows=rows_per_chunk,
                 bytes=rows_per_chunk * ROW_BYTES,
+                crc32=zlib.crc32(part_bytes(n, rows_per_chunk * ROW_BYTES)),
                 upload_part_number=upload_part_number(n, 1),
                 finished_at=from_now(0),
             )

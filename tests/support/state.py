@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import psycopg
 from psycopg.rows import dict_row
+from redis import Redis
+from rq import Queue
 
-from shared.db import export_label, export_label_pattern
+from shared.db import LABEL_PREFIX, export_label, export_label_pattern
 from shared.settings import Settings
 
 
@@ -59,3 +61,24 @@ def copy_progress(settings: Settings, export_id: str) -> dict[int, int]:
             (chunk_label_pattern(export_id),),
         ).fetchall()
     return {int(label.rsplit(":", 1)[1]): sent for label, sent in rows}
+
+
+def exports_and_jobs(settings: Settings, redis: Redis) -> tuple[int, int]:
+    """(exports rows, jobs queued): what a rejected request must leave unchanged."""
+    with psycopg.connect(settings.state_database_url) as conn:
+        exports = conn.execute("SELECT count(*) FROM exports").fetchone()[0]
+    queued = sum(Queue(name, connection=redis).count for name in (settings.queue_control, settings.queue_chunks))
+    return exports, queued
+
+
+def idle_in_transaction(settings: Settings) -> list[str]:
+    """Spillway's connections PostgreSQL holds ``idle in transaction`` right now (labels)."""
+    with psycopg.connect(settings.state_database_url) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE state LIKE 'idle in transaction%%'"
+                " AND application_name LIKE %s",
+                (f"{LABEL_PREFIX}:%",),
+            )
+        ]

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import threading
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -159,6 +160,18 @@ def test_verify_file_reports_each_mismatch(tmp_path):
     assert not verify_file(path, None).ok  # no figure to check against is not a pass
 
 
+def test_verify_file_checks_the_crc32_of_every_byte(tmp_path):
+    path = write_csv(tmp_path / "c.csv", HOSTILE_ROWS, bom=True)
+    crc = f"{zlib.crc32(path.read_bytes()):08x}"
+    good = verify_file(path, len(HOSTILE_ROWS), checksum={"algorithm": "crc32", "value": crc.upper()})
+    assert good.ok and good.checksum_found == crc
+    wrong = f"{int(crc, 16) ^ 1:08x}"
+    bad = verify_file(path, len(HOSTILE_ROWS), checksum={"algorithm": "crc32", "value": wrong})
+    assert not bad.ok and bad.problems == [f"checksum mismatch: the file's CRC32 is {crc}, the export's {wrong}"]
+    unknown = verify_file(path, len(HOSTILE_ROWS), checksum={"algorithm": "sha3", "value": "x"})
+    assert unknown.ok and unknown.checksum_found is None  # a newer server's algorithm is not a failure
+
+
 # --- progress -----------------------------------------------------------------------------------
 
 
@@ -291,7 +304,11 @@ class FakeApi(BaseHTTPRequestHandler):
                 "bytes_done": 0,
                 "percent": 100.0 if done else 50.0,
             },
-            "download": {"url": f"{s['base']}/s3/object", "expires_at": "x"} if done else None,
+            "checksum": s["checksum"] if done else None,
+            "download": {"url": f"{s['base']}/s3/object", "expires_at": "x"} if done and not s["gone"] else None,
+            "download_error": {"code": "object_missing", "message": "the file of export e1 is no longer in storage"}
+            if done and s["gone"]
+            else None,
         }
 
 
@@ -300,7 +317,15 @@ def fake_api() -> Iterator[dict]:
     """A fake Spillway on a free loopback port; yields its shared state."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
     base = f"http://127.0.0.1:{server.server_port}"
-    FakeApi.state = {"base": base, "requests": [], "polls": 0, "total_rows": 2, "object_bytes": len(CSV_BODY)}
+    FakeApi.state = {
+        "base": base,
+        "requests": [],
+        "polls": 0,
+        "total_rows": 2,
+        "object_bytes": len(CSV_BODY),
+        "checksum": {"algorithm": "crc32", "value": f"{zlib.crc32(CSV_BODY):08x}"},
+        "gone": False,
+    }
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield FakeApi.state
@@ -327,6 +352,37 @@ def test_a_row_or_size_mismatch_fails_the_export(fake_api, tmp_path):
         api, export_request("products", delivery="async"), tmp_path / "out.csv", SilentProgress(), poll_interval=0.01
     )
     assert not outcome.ok and len(outcome.problems) == 2
+
+
+def test_the_checksum_is_verified_and_a_wrong_one_fails_the_export(fake_api, tmp_path, capsys):
+    api = ApiClient(fake_api["base"], "k")
+    good = run_export(
+        api, export_request("products", delivery="async"), tmp_path / "good.csv", SilentProgress(), poll_interval=0.01
+    )
+    assert good.ok and good.checksum == fake_api["checksum"]["value"]
+    assert any(line.startswith("crc32") and "(verified)" in line for line in good.summary_lines())
+
+    fake_api["polls"], fake_api["checksum"] = 0, {"algorithm": "crc32", "value": "deadbeef"}
+    bad = run_export(
+        api, export_request("products", delivery="async"), tmp_path / "bad.csv", SilentProgress(), poll_interval=0.01
+    )
+    assert not bad.ok and len(bad.problems) == 1 and "checksum mismatch" in bad.problems[0]
+    assert (bad.rows, bad.bytes) == (2, len(CSV_BODY))  # rows and size agree: only the checksum tells
+    code = cli.main(["--api-url", fake_api["base"], "--api-key", "k", "download", "e1", "-o", str(tmp_path / "c.csv")])
+    assert code == cli.EXIT_FAILED and "checksum mismatch" in capsys.readouterr().err
+
+
+def test_an_object_gone_from_storage_is_named(fake_api, tmp_path):
+    fake_api["gone"] = True
+    outcome = run_export(
+        ApiClient(fake_api["base"], "k"),
+        export_request("products", delivery="async"),
+        tmp_path / "out.csv",
+        SilentProgress(),
+        poll_interval=0.01,
+    )
+    assert not outcome.ok and outcome.problems == ["the file of export e1 is no longer in storage"]
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_inline_answer_is_streamed_and_checked_against_x_spillway_rows(fake_api, tmp_path, monkeypatch):
