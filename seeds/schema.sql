@@ -23,3 +23,55 @@ CREATE TABLE IF NOT EXISTS uneven_rows (
     label text,
     body  text
 );
+
+-- Orders: every common column type, a uuid key, a unique text key and a skewed tenant scope.
+-- citext is a trusted extension (PG 13+): the database owner may create it without superuser.
+CREATE SCHEMA IF NOT EXISTS shop;
+CREATE EXTENSION IF NOT EXISTS citext;
+
+-- CREATE TYPE and CREATE DOMAIN have no IF NOT EXISTS. The last label is a CSV formula on purpose.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace s ON s.oid = t.typnamespace
+                   WHERE s.nspname = 'shop' AND t.typname = 'order_status') THEN
+        CREATE TYPE shop.order_status AS ENUM
+            ('pending', 'paid', 'shipped', 'cancelled', 'refunded', '=HYPERLINK("x")');
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_type t JOIN pg_namespace s ON s.oid = t.typnamespace
+                   WHERE s.nspname = 'shop' AND t.typname = 'quantity') THEN
+        CREATE DOMAIN shop.quantity AS integer CHECK (VALUE >= 0);
+    END IF;
+END
+$$;
+
+CREATE TABLE IF NOT EXISTS shop.orders (
+    id             uuid PRIMARY KEY,  -- the key of dataset "orders"; spread, not in insertion order
+    code           text NOT NULL,     -- unique (indexes.sql); the key of dataset "orders_by_code"
+    tenant_id      integer NOT NULL,  -- the scope: tenants 1..5, tenant 1 holds about half the rows
+    status         shop.order_status,
+    quantity       shop.quantity,
+    small          smallint,
+    big            bigint,
+    amount         numeric(14, 2),
+    ratio          real,
+    score          double precision,
+    paid           boolean,
+    customer       varchar(80),
+    country        char(2),
+    email          citext,
+    placed_on      date,
+    placed_at      timestamp,
+    paid_at        timestamptz,
+    pickup         time,
+    window_length  interval,
+    details        jsonb,
+    payload        json,
+    signature      bytea,
+    tags           text[],
+    line_counts    integer[],
+    client_ip      inet,
+    network        cidr,
+    device         macaddr,
+    notes          text,
+    internal_notes text               -- always filled; never to be exported
+);

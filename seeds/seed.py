@@ -3,15 +3,18 @@
 Invariant: a table seeded with the same ``--rows`` and ``--seed`` always has the same
 content (the same :func:`table_checksum`) on every run against the same PostgreSQL major
 version; a different seed gives different content. Every value is computed
-inside PostgreSQL from the row's id and the seed (see ``products.sql`` and
-``uneven_rows.sql``), with one ``INSERT ... SELECT ... FROM generate_series``; nothing
-depends on ``random()``, the clock or the session's time zone.
+inside PostgreSQL from the row's id and the seed (see ``products.sql``,
+``uneven_rows.sql`` and ``orders.sql``), with one ``INSERT ... SELECT ... FROM
+generate_series``; nothing depends on ``random()``, the clock or the session's time zone.
+
+The tables are named as on the command line: ``products``, ``uneven_rows`` and ``orders``
+(which lives in its own schema, ``shop.orders``; the helpers accept either name).
 
 Usage::
 
     python -m seeds.seed [--rows N] [--seed S] [--database-url URL]
-                         [--table products|uneven_rows|all] [--uneven-rows N]
-                         [--if-empty] [--checksum-only]
+                         [--table products|uneven_rows|orders|all] [--uneven-rows N]
+                         [--orders-rows N] [--if-empty] [--checksum-only]
 """
 
 from __future__ import annotations
@@ -32,18 +35,32 @@ from shared.settings import load_settings
 SQL_DIR = Path(__file__).resolve().parent
 DEFAULT_PRODUCTS_ROWS = 1_000_000  # Large enough that exports need many chunks and parts.
 DEFAULT_UNEVEN_ROWS = 20_000  # About 45 MB of bodies (48 MB of CSV): several parts, quick to load.
+DEFAULT_ORDERS_ROWS = 300_000  # About 163 MB of CSV (some 20 parts of 8 MiB); seeds in about 12 s.
 DEFAULT_SEED = 42  # Any fixed value; tests and docs quote checksums for this one.
-TABLES = ("products", "uneven_rows")
+TABLES = ("products", "uneven_rows", "orders")
+# Where each table lives; SQL always names it through these parts, never by string pasting.
+QUALIFIED: dict[str, tuple[str, ...]] = {
+    "products": ("products",),
+    "uneven_rows": ("uneven_rows",),
+    "orders": ("shop", "orders"),
+}
 QUIET: dict[str, str] = {"client_min_messages": "warning"}  # Hide "already exists, skipping" notices.
 LOAD_SETTINGS: dict[str, str] = {
     **QUIET,
     "synchronous_commit": "off",  # Losing the seed on a crash is harmless: re-run it.
     "maintenance_work_mem": "256MB",  # Index builds sort in memory.
 }
-# The text form of timestamps depends on these; the checksum pins them.
-CHECKSUM_SETTINGS: dict[str, str] = {"TimeZone": "UTC", "DateStyle": "ISO, YMD"}
+# The text form of timestamps, intervals, floats and bytea depends on these; the checksum pins them.
+CHECKSUM_SETTINGS: dict[str, str] = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "1",
+    "bytea_output": "hex",
+}
 SeedFn = Callable[["psycopg.Connection", int, int], "dict[str, float | int | str]"]
-_INDEX_RE = re.compile(r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+)", re.IGNORECASE)
+# "CREATE [UNIQUE] INDEX IF NOT EXISTS name ON [schema.]table": the index lives in the table's schema.
+_INDEX_RE = re.compile(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+) ON ((?:\w+\.)?\w+)", re.IGNORECASE)
 
 
 def read_sql(name: str) -> str:
@@ -52,11 +69,16 @@ def read_sql(name: str) -> str:
 
 
 def index_definitions(table: str) -> list[tuple[str, str]]:
-    """Return ``(index name, CREATE INDEX statement)`` pairs of ``indexes.sql`` for ``table``."""
+    """Return ``(index name, CREATE INDEX statement)`` pairs of ``indexes.sql`` for ``table``.
+
+    ``table`` is a name of :data:`TABLES` or its qualified form (``orders`` or ``shop.orders``);
+    the index name is unqualified, as it lives in the table's schema.
+    """
+    qualified = ".".join(_table_parts(table))
     found = []
     for line in read_sql("indexes.sql").splitlines():
         match = _INDEX_RE.match(line.strip())
-        if match and match.group(2) == table:
+        if match and match.group(2) == qualified:
             found.append((match.group(1), line.strip()))
     return found
 
@@ -80,20 +102,18 @@ def table_checksum(conn: psycopg.Connection, table: str) -> str:
 
     Args:
         conn: an open connection.
-        table: ``products`` or ``uneven_rows``.
+        table: ``products``, ``uneven_rows`` or ``orders`` (also as ``shop.orders``).
     """
-    _check_table(table)
     query = sql.SQL("SELECT coalesce(md5(string_agg(md5(t::text), '' ORDER BY t.id)), md5('')) FROM {} AS t").format(
-        sql.Identifier(table)
+        sql.Identifier(*_table_parts(table))
     )
     with conn.transaction(), _local_settings(conn, CHECKSUM_SETTINGS):
         return str(_scalar(conn, query))
 
 
 def table_is_empty(conn: psycopg.Connection, table: str) -> bool:
-    """Return whether ``table`` has no rows."""
-    _check_table(table)
-    query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+    """Return whether ``table`` (a name of :data:`TABLES`, or ``shop.orders``) has no rows."""
+    query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(*_table_parts(table)))
     return bool(_scalar(conn, query))
 
 
@@ -121,28 +141,40 @@ def seed_uneven(conn: psycopg.Connection, rows: int, seed: int) -> dict[str, flo
     return _seed_table(conn, "uneven_rows", "uneven_rows.sql", rows, seed)
 
 
+def seed_orders(conn: psycopg.Connection, rows: int, seed: int) -> dict[str, float | int | str]:
+    """Replace the content of ``shop.orders`` with ``rows`` deterministic rows.
+
+    Row ``n`` (``1..rows``) has a uuid key spread over the key space, a unique ``code``
+    (70 percent share the prefix ``ORD-``) and a tenant of 1..5 (tenant 1 holds half the
+    rows). Every column's edge values (NULL, '', extremes, NaN, infinities, hostile text,
+    odd JSON and arrays) sit at the rows where ``mod(n, 997)`` is small; see ``orders.sql``.
+    Arguments and result are those of :func:`seed_products`.
+    """
+    return _seed_table(conn, "orders", "orders.sql", rows, seed)
+
+
 def _seed_table(
     conn: psycopg.Connection, table: str, script: str, rows: int, seed: int
 ) -> dict[str, float | int | str]:
     if rows < 0:
         raise ValueError(f"rows must be zero or more, got {rows}")
-    ident = sql.Identifier(table)
+    parts = _table_parts(table)
+    ident = sql.Identifier(*parts)
     indexes = index_definitions(table)
     started = time.perf_counter()
     apply_schema(conn)
     with conn.transaction(), _local_settings(conn, LOAD_SETTINGS):
         for name, _ in indexes:  # Building indexes after the load is several times faster.
-            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(*parts[:-1], name)))
         conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(ident))
         conn.execute(read_sql(script), {"rows": rows, "seed": seed})
-        conn.execute(
-            sql.SQL(
-                "SELECT setval(seq::regclass, coalesce(max_id, 0) + 1, false)"
-                " FROM pg_get_serial_sequence(%s, 'id') AS seq,"
-                " (SELECT max(id) AS max_id FROM {}) AS m WHERE seq IS NOT NULL"
-            ).format(ident),
-            (table,),
-        )
+        # An identity key must go on above the seeded ids; a uuid key has no sequence (nor max()).
+        sequence = _scalar(conn, "SELECT pg_get_serial_sequence(%s, 'id')", (".".join(parts),))
+        if sequence is not None:
+            conn.execute(
+                sql.SQL("SELECT setval(%s::regclass, coalesce(max(id), 0) + 1, false) FROM {}").format(ident),
+                (sequence,),
+            )
         loaded = time.perf_counter()
         for _, statement in indexes:
             conn.execute(statement)
@@ -181,9 +213,12 @@ def _scalar(conn: psycopg.Connection, query: str | sql.Composed, params: Sequenc
     return row[0]
 
 
-def _check_table(table: str) -> None:
-    if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+def _table_parts(table: str) -> tuple[str, ...]:
+    """Return the schema-qualified name parts of ``table``: a name of :data:`TABLES` or its dotted form."""
+    for name, parts in QUALIFIED.items():
+        if table in (name, ".".join(parts)):
+            return parts
+    raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
 
 
 def _row_count(text: str) -> int:
@@ -201,7 +236,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_row_count,
         default=None,
         help=f"rows of the chosen table (products: {DEFAULT_PRODUCTS_ROWS}, "
-        f"uneven_rows: {DEFAULT_UNEVEN_ROWS}); with --table all, of products",
+        f"uneven_rows: {DEFAULT_UNEVEN_ROWS}, orders: {DEFAULT_ORDERS_ROWS}); with --table all, of products",
     )
     parser.add_argument(
         "--uneven-rows",
@@ -209,11 +244,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"rows of uneven_rows (default {DEFAULT_UNEVEN_ROWS}); overrides --rows for it",
     )
+    parser.add_argument(
+        "--orders-rows",
+        type=_row_count,
+        default=None,
+        help=f"rows of orders, that is shop.orders (default {DEFAULT_ORDERS_ROWS}); overrides --rows for it",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"dataset seed (default {DEFAULT_SEED})")
     parser.add_argument(
         "--database-url", default=None, help="PostgreSQL URL (default: SPILLWAY_SOURCE_DATABASE_URL or its default)"
     )
-    parser.add_argument("--table", choices=(*TABLES, "all"), default="products", help="what to seed")
+    parser.add_argument(
+        "--table",
+        choices=(*TABLES, "all"),
+        default="products",
+        help="what to seed: products, uneven_rows, orders (shop.orders) or all three",
+    )
     parser.add_argument("--if-empty", action="store_true", help="leave a table alone if it already has rows")
     parser.add_argument("--checksum-only", action="store_true", help="print checksums, change nothing")
     return parser.parse_args(argv)
@@ -224,14 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     url = args.database_url or load_settings().source_database_url
     tables = list(TABLES) if args.table == "all" else [args.table]
-    uneven_rows = (
-        args.uneven_rows
-        if args.uneven_rows is not None
-        else (args.rows if args.table == "uneven_rows" and args.rows is not None else DEFAULT_UNEVEN_ROWS)
-    )
     plan = {
         "products": (seed_products, args.rows if args.rows is not None else DEFAULT_PRODUCTS_ROWS),
-        "uneven_rows": (seed_uneven, uneven_rows),
+        "uneven_rows": (seed_uneven, _rows_of("uneven_rows", args.uneven_rows, args, DEFAULT_UNEVEN_ROWS)),
+        "orders": (seed_orders, _rows_of("orders", args.orders_rows, args, DEFAULT_ORDERS_ROWS)),
     }
     try:
         _run(url, tables, plan, args)
@@ -239,6 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seeding failed: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _rows_of(table: str, own: int | None, args: argparse.Namespace, default: int) -> int:
+    """The table's own option, else ``--rows`` when it is the one table chosen, else its default."""
+    if own is not None:
+        return own
+    return args.rows if args.table == table and args.rows is not None else default
 
 
 def _run(url: str, tables: list[str], plan: Mapping[str, tuple[SeedFn, int]], args: argparse.Namespace) -> None:

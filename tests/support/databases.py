@@ -34,6 +34,6 @@ def prepare_database(admin_url: str, dbname: str) -> str:
 
 
 def needs_seeding(conn: psycopg.Connection, table: str, rows: int) -> bool:
-    """Whether ``table`` holds another number of rows than ``rows``."""
-    count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+    """Whether ``table`` (``name`` or ``schema.name``) holds another number of rows than ``rows``."""
+    count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*table.split(".")))).fetchone()[0]
     return count != rows
