@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # added to SPILLWAY_REDIS_URL (see deploy/local_redis.py); an explicit URL with a password wins.
 CLIENT := $(PY) -m deploy.stack exec --
 
-.PHONY: venv up down status demo lint test test-fast seed key migrate bench clean
+.PHONY: venv up down status demo lint test test-fast seed key datasets migrate bench clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -43,9 +43,12 @@ test-fast: venv     ## unit tests and the state-machine tests (PostgreSQL, no wo
 seed: venv          ## reseed: make seed ROWS=1000000 SEED=42
 	$(PY) -m seeds.seed --rows $(or $(ROWS),1000000) --seed $(or $(SEED),42)
 
-key: venv           ## a new API key: make key OWNER=alice (the key is the last line)
-	@test -n "$(OWNER)" || (echo "usage: make key OWNER=<name>" >&2; exit 2)
-	@$(CLIENT) $(VENV)/bin/flask --app api.wsgi keys create "$(OWNER)"
+key: venv           ## a new API key: make key OWNER=alice [ATTRS="tenant=42 region=eu"] (the key is the last line)
+	@test -n "$(OWNER)" || (echo "usage: make key OWNER=<name> [ATTRS=\"name=value ...\"]" >&2; exit 2)
+	@$(CLIENT) $(VENV)/bin/flask --app api.wsgi keys create "$(OWNER)" $(foreach a,$(ATTRS),--attr "$(a)")
+
+datasets: venv      ## check SPILLWAY_DATASETS_FILE against the database (what every process does at start)
+	@$(CLIENT) $(VENV)/bin/flask --app api.wsgi datasets check
 
 migrate: venv
 	$(PY) -m shared.migrate

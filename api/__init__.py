@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import click
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
+from shared import datasets
 from shared.settings import Settings, load_settings
 
 
@@ -13,9 +15,19 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     Args:
         settings: configuration; read from the environment when omitted.
+
+    Raises:
+        DatasetsError: the datasets file is unusable, so the API must not start (under the
+            ``flask`` command it is reported by the command that needs it instead, so that
+            ``datasets check`` can say what is wrong and ``keys create`` still works).
     """
     app = Flask(__name__)
     app.config["SPILLWAY"] = settings = settings or load_settings()
+    try:
+        datasets.load_when_reachable(settings)
+    except datasets.DatasetsError:
+        if click.get_current_context(silent=True) is None:
+            raise
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes  # every route: werkzeug refuses larger bodies
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # fields in the order the views build them

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+import psycopg
+from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
+
+from shared.datasets import DatasetsError
 
 
 class ApiError(Exception):
@@ -32,6 +35,21 @@ def init_app(app: Flask) -> None:
         response.headers.update(exc.headers)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="spillway"'
+        return response
+
+    @app.errorhandler(psycopg.OperationalError)
+    def handle_database_unavailable(exc: psycopg.OperationalError):
+        current_app.logger.warning("database unavailable: %s", exc)
+        response = jsonify(_error_body("database_unavailable", "the database is unreachable; retry shortly"))
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(DatasetsError)
+    def handle_datasets_error(exc: DatasetsError):  # a check deferred at start failed once the database answered
+        current_app.logger.error("datasets file: %s", exc)
+        response = jsonify(_error_body("datasets_unavailable", f"the datasets file is unusable: {exc}"))
+        response.status_code = 503
         return response
 
     @app.errorhandler(HTTPException)

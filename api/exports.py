@@ -19,7 +19,7 @@ from api.extensions import resources, settings
 from api.inline import inline_response
 from api.views import export_json
 from shared import exports_repo as repo
-from shared.datasets import REGISTRY
+from shared.datasets import registry
 from shared.db import connect_source, process_label
 from shared.lifecycle import admit, end_export
 from shared.models import Export, ExportStatus
@@ -27,7 +27,7 @@ from shared.query import count_capped
 from shared.readslots import release_read_slot, take_read_slot
 from shared.records import fetch_value
 from shared.settings import Settings
-from shared.spec import ExportSpec, SpecError, parse_spec
+from shared.spec import ExportSpec, ScopeError, SpecError, parse_spec
 
 bp = Blueprint("exports", __name__)
 
@@ -41,8 +41,9 @@ BUSY_RETRY_AFTER_S = 2  # what a 429 for busy read slots suggests
 @bp.get("/datasets")
 @login_required
 def list_datasets():
-    """The exportable datasets, with their columns, types and filters."""
-    return jsonify({"datasets": [d.describe() for d in REGISTRY.values()]})
+    """The exportable datasets (the datasets file), with their columns, types, renderings,
+    filters, and whether a key attribute scopes their rows."""
+    return jsonify({"datasets": [d.describe() for d in registry().values()]})
 
 
 @bp.post("/exports")
@@ -51,7 +52,9 @@ def create_export():
     """Validate, count, and answer inline (200 text/csv) or async (202 + Location)."""
     s = settings()
     try:
-        spec = parse_spec(read_json_body(s))
+        spec = parse_spec(read_json_body(s), current_principal().attributes)
+    except ScopeError as exc:
+        raise ApiError(403, "scope_attribute_missing", exc.message, field=exc.field) from None
     except SpecError as exc:
         raise ApiError(400, "invalid_request", exc.message, field=exc.field) from None
     key = _idempotency_key()  # validated first: a bad header is a 400 whatever the tier
@@ -124,7 +127,7 @@ def _inline_answer(s: Settings, spec: ExportSpec) -> Response | None:
         slot = take_read_slot(redis, s, s.inline_slot_wait_s, INLINE_SLOT_TTL_S)
     except RedisError as exc:  # no queue, no chunk reads either: the cap holds without Redis
         current_app.logger.warning("read slots unavailable (%s); answering inline without one", exc)
-        return inline_response(s, spec, release=lambda: None)
+        return inline_response(s, spec, matching, release=lambda: None)
     if slot is None:
         if forced:
             raise ApiError(
@@ -143,7 +146,7 @@ def _inline_answer(s: Settings, spec: ExportSpec) -> Response | None:
         except RedisError as exc:  # the slot's hash expires on its own
             current_app.logger.warning("read slot %s not released (%s)", slot, exc)
 
-    return inline_response(s, spec, release=release)
+    return inline_response(s, spec, matching, release=release)
 
 
 def _idempotency_key() -> str | None:

@@ -18,7 +18,7 @@ import uuid
 
 import psycopg
 
-from shared.datasets import REGISTRY
+from shared.datasets import registry
 from shared.query import chunk_copy
 from shared.settings import Settings
 from shared.spec import parse_spec
@@ -107,7 +107,7 @@ def naive_seconds(settings: Settings, rows: int) -> float:
     started = time.perf_counter()
     out = io.StringIO()
     writer = csv.writer(out)
-    columns = list(REGISTRY["products"].column_names)
+    columns = list(registry()["products"].column_names)
     writer.writerow(columns)
     with psycopg.connect(settings.source_database_url) as conn:
         offset = 0

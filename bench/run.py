@@ -23,6 +23,7 @@ from redis import Redis
 from bench.baselines import floor_seconds, naive_seconds
 from bench.probes import CpuMeter, wrk_polls
 from bench.stack import BenchStack, Http, bench_settings, prepare_bench_database
+from shared.datasets import load as load_datasets
 from shared.keys import create_key
 from shared.settings import load_settings
 from tests.support.jobs import chunk_jobs, reported_peak_rss_mb
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, object] = {"machine": machine(), "started": datetime.now(UTC).isoformat()}
     print(f"machine: {result['machine']}", flush=True)
     prepare_bench_database(base, settings)
+    load_datasets(settings)  # as every Spillway process does at start; the baselines read the registry
     redis = Redis.from_url(settings.redis_url)
     with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
         http = Http(create_key(conn, "bench"))

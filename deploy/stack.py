@@ -114,6 +114,33 @@ def migrate_and_seed(settings: Settings, seed: bool) -> None:
         subprocess.run([sys.executable, "-m", "seeds.seed", "--table", "all", "--if-empty"], cwd=ROOT, check=True)
 
 
+def check_datasets(settings: Settings) -> list[str]:
+    """Check ``SPILLWAY_DATASETS_FILE`` against the source database, as the API, the workers
+    and ``flask --app api.wsgi datasets check`` do; return the dataset names.
+
+    Run before the Procfile's processes start, so that ``make up`` stops with the problem
+    instead of starting an API and workers that exit at once.
+
+    Raises:
+        StackError: the datasets file is unusable (the message is the check's, naming the
+            file, the dataset and the field), or the source database does not answer.
+    """
+    import psycopg
+
+    from shared.datasets import DatasetsError, load
+
+    try:
+        loaded = load(settings)
+    except DatasetsError as exc:
+        raise StackError(
+            f"{exc} (the API and workers were not started; fix the datasets file and run up again)"
+        ) from None
+    except psycopg.OperationalError as exc:
+        raise StackError(f"cannot check the datasets file: the source database does not answer: {exc}") from None
+    say(f"datasets: {', '.join(loaded)} (checked against the catalog)")
+    return list(loaded)
+
+
 def wait_for_api(settings: Settings) -> None:
     """Wait until the API answers /health (any status: it reports, it does not gate)."""
     url = f"http://127.0.0.1:{settings.api_port}/health"
@@ -148,6 +175,7 @@ def up(settings: Settings, deps_only: bool) -> None:
     migrate_and_seed(settings, seed=not deps_only)
     if deps_only:
         return
+    check_datasets(settings)  # a bad datasets file stops `up` here, before the API and workers start
     commands = procfile()
     redis_env = {local_redis.URL_VARIABLE: settings.redis_url}
     for name, kind in process_names(settings):

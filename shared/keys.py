@@ -7,23 +7,47 @@ Invariant: a key is shown once, when it is created; the database holds its hash 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from shared.records import fetch_tuples
 
 KEY_PREFIX = "sw_"
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}", re.ASCII)  # as the datasets file names them
+MAX_ATTRIBUTE_VALUE = 200
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the owner a key belongs to, and whether it is an operator's key."""
+    """Who is calling: the owner a key belongs to, whether it is an operator's key, and the
+    key's attributes (``{"tenant": "42"}``), which scoped datasets bind their row scope to."""
 
     owner: str
     is_admin: bool = False
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_attribute(text: str) -> tuple[str, str]:
+    """``name=value`` as given to ``keys create --attr``.
+
+    Raises:
+        ValueError: not ``name=value``, a name the datasets file could not use, or a value
+            that is empty, too long or not printable.
+    """
+    name, sep, value = text.partition("=")
+    if not sep or not ATTRIBUTE_NAME.fullmatch(name):
+        raise ValueError(
+            f"{text!r}: expected name=value, the name letters, digits, _ . - (starting with a letter or _)"
+        )
+    if not value or len(value) > MAX_ATTRIBUTE_VALUE or not value.isprintable():
+        raise ValueError(f"{text!r}: the value must be 1-{MAX_ATTRIBUTE_VALUE} printable characters")
+    return name, value
 
 
 def hash_key(key: str) -> str:
@@ -31,14 +55,18 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(conn: psycopg.Connection[Any], owner: str, is_admin: bool = False) -> str:
-    """Create and return a new key for ``owner``."""
+def create_key(
+    conn: psycopg.Connection[Any], owner: str, is_admin: bool = False, attributes: Mapping[str, str] | None = None
+) -> str:
+    """Create and return a new key for ``owner`` with ``attributes``."""
     if not owner or len(owner) > 200 or not owner.isprintable():
         raise ValueError("owner must be 1-200 printable characters")
+    for name, value in (attributes or {}).items():
+        parse_attribute(f"{name}={value}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     conn.execute(
-        "INSERT INTO api_keys (owner, key_hash, key_prefix, is_admin) VALUES (%s, %s, %s, %s)",
-        (owner, hash_key(key), key[:10], is_admin),
+        "INSERT INTO api_keys (owner, key_hash, key_prefix, is_admin, attributes) VALUES (%s, %s, %s, %s, %s)",
+        (owner, hash_key(key), key[:10], is_admin, Jsonb(dict(attributes or {}))),
     )
     return key
 
@@ -46,6 +74,8 @@ def create_key(conn: psycopg.Connection[Any], owner: str, is_admin: bool = False
 def authenticate(conn: psycopg.Connection[Any], key: str) -> Principal | None:
     """Return the principal of a valid, unrevoked key, or None."""
     rows = fetch_tuples(
-        conn, "SELECT owner, is_admin FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL", (hash_key(key),)
+        conn,
+        "SELECT owner, is_admin, attributes FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+        (hash_key(key),),
     )
-    return Principal(rows[0][0], rows[0][1]) if rows else None
+    return Principal(rows[0][0], rows[0][1], rows[0][2]) if rows else None

@@ -90,7 +90,7 @@ class Export:
     bytes_done: int
     parts_total: int | None
     parts_done: int
-    key_high_water: int | None
+    key_high_water: str | None
     object_key: str | None
     upload_id: str | None
     object_bytes: int | None
@@ -118,8 +118,8 @@ class Chunk:
 
     export_id: uuid.UUID
     part_number: int
-    key_lo: int | None
-    key_hi: int | None
+    key_lo: str | None
+    key_hi: str | None
     planned_rows: int
     status: ChunkStatus
     attempt: int

@@ -1,8 +1,17 @@
-"""Cutting an export into chunks: keyset ranges whose CSV is at least a minimum size.
+"""Cutting an export into chunks: key ranges whose CSV is at least a minimum size.
 
 Invariant: every chunk but the last has a width lower bound of at least ``min_bytes``, so
 its real CSV (never smaller than the bound) clears S3's minimum part size; chunks are
 contiguous ``(lo, hi]`` key ranges that together cover every matching row exactly once.
+
+Ranges are cut from the keys themselves, never by arithmetic on key values, so every key type
+(integers, uuid, text, dates, timestamps) and every distribution (dense, sparse, skewed) is
+cut the same way: boundaries come from a sample of the rows' keys (``TABLESAMPLE SYSTEM``, a
+few milliseconds; a view is sampled by a scan), the matching rows between consecutive
+boundaries are summed exactly (one index range scan each), and a range the sample left much
+bigger than a chunk is cut again from its rows. Boundaries travel as text and are cast back to the key's type, so they
+compare in the key column's own collation — the one its unique index has, which the chunk
+queries' ``ORDER BY`` and range conditions use too.
 """
 
 from __future__ import annotations
@@ -14,24 +23,30 @@ from typing import Any
 import psycopg
 
 from shared.datasets import Dataset
-from shared.query import buckets, key_bounds
+from shared.query import bucket_sums, key_bounds, relation_rows, sample_keys, widths_in_order
 from shared.records import fetch_tuples
 from shared.spec import ExportSpec
 
-TARGET_BUCKETS = 4096  # key buckets of the first pass: fine enough for chunks of 8 MiB up to ~30 GB
-MIN_BUCKET_KEYS = 64  # small ranges (the inline tier) get few buckets: each one is a query
-REFINE_FACTOR = 256  # a bucket too big for the chunk size is split this many times finer
+TARGET_BUCKETS = 4096  # ranges of the first pass: fine enough for chunks of 8 MiB up to ~30 GB
+SAMPLE_KEYS = 4 * TARGET_BUCKETS  # keys sampled to find the boundaries
+REFINE_ABOVE = 2  # a range of more than this many chunks' worth is cut again from its rows
+RUN_SPLIT = 8  # ... into runs of min_bytes / RUN_SPLIT
 # S3 allows 10,000 parts; each chunk reserves 10 part numbers (one per attempt, for fencing).
 MAX_CHUNKS = 1_000
+
+Run = tuple[str, int, int]  # (last key of the run, rows, width lower bound of its rows)
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A keyset range ``(lo, hi]`` (``lo`` None: from the start) with its planned size."""
+    """A key range ``(lo, hi]`` (``lo`` None: from the start) with its planned size.
+
+    Keys are in their PostgreSQL text form, cast back to the key's type in every query.
+    """
 
     part_number: int
-    lo: int | None
-    hi: int | None
+    lo: str | None
+    hi: str | None
     rows: int
     min_bytes: int
 
@@ -40,7 +55,7 @@ class Chunk:
 class Plan:
     """The chunks of an export and the high-water mark it was planned at."""
 
-    high_water: int | None
+    high_water: str | None
     chunks: tuple[Chunk, ...]
 
     @property
@@ -49,16 +64,16 @@ class Plan:
         return sum(c.rows for c in self.chunks)
 
 
-def merge_buckets(runs: Iterable[tuple[int, int, int]], min_bytes: int) -> list[Chunk]:
+def merge_buckets(runs: Iterable[Run], min_bytes: int) -> list[Chunk]:
     """Greedily merge ``(hi, rows, bytes)`` runs, in key order, into chunks of >= ``min_bytes``.
 
     The remainder (under ``min_bytes``) joins the previous chunk, so only the last chunk can
     be small when the whole export is. An empty export gets one empty chunk (the header).
     """
     chunks: list[Chunk] = []
-    lo: int | None = None
+    lo: str | None = None
     rows = size = 0
-    hi: int | None = None
+    hi: str | None = None
     for run_hi, run_rows, run_bytes in runs:
         hi, rows, size = run_hi, rows + run_rows, size + run_bytes
         if size >= min_bytes:
@@ -75,71 +90,38 @@ def merge_buckets(runs: Iterable[tuple[int, int, int]], min_bytes: int) -> list[
     return chunks
 
 
-def _runs(
-    conn: psycopg.Connection[Any],
-    dataset: Dataset,
-    spec: ExportSpec,
-    lo: int | None,
-    hi: int,
-    base: int,
-    step: int,
-    max_bytes: int,
-) -> list[tuple[int, int, int]]:
-    """``(hi, rows, bytes)`` runs of the matching rows of ``(lo, hi]`` in key order.
+def boundaries(keys: list[str], high: str, target: int = TARGET_BUCKETS) -> list[str]:
+    """At most ``target`` + 1 ascending boundaries from sorted, distinct sampled keys, ending
+    with the high-water mark ``high``."""
+    step = max(1, -(-len(keys) // target))
+    chosen = keys[step - 1 :: step]
+    if chosen and chosen[-1] == high:
+        chosen.pop()
+    return [*chosen, high]
 
-    Buckets are key ranges of ``step`` keys; one holding more than ``max_bytes`` (dense or
-    wide rows) is split again with a finer step, so skewed keys still give even chunks.
-    """
-    query, params = buckets(dataset, spec, lo, hi, base, step)
-    runs: list[tuple[int, int, int]] = []
-    for bucket, run_hi, rows, size in conn.execute(query, params).fetchall():
-        if size > max_bytes and step > 1 and rows > 1:
-            first = base + bucket * step
-            sub_lo = first - 1 if lo is None else max(lo, first - 1)
-            runs.extend(
-                _runs(
-                    conn,
-                    dataset,
-                    spec,
-                    sub_lo,
-                    min(hi, first + step - 1),
-                    first,
-                    max(1, step // REFINE_FACTOR),
-                    max_bytes,
-                )
-            )
-        else:
-            runs.append((run_hi, rows, size))
+
+def fine_runs(
+    conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, lo: str | None, hi: str, run_bytes: int
+) -> list[Run]:
+    """Runs of at least ``run_bytes`` cut from the matching rows of ``(lo, hi]`` one by one
+    (a range the sample left too big: rare, and only that range is read)."""
+    runs: list[Run] = []
+    rows = size = 0
+    key: str | None = None
+    query, params = widths_in_order(dataset, spec, lo, hi)
+    with conn.cursor() as cur:
+        for key, width in cur.stream(query, params):
+            rows, size = rows + 1, size + width
+            if size >= run_bytes:
+                runs.append((key, rows, size))
+                rows = size = 0
+    if rows and key is not None:
+        runs.append((key, rows, size))
     return runs
-
-
-def filtered_key_range(spec: ExportSpec, key: str, low: int, high: int) -> tuple[int, int]:
-    """Narrow ``[low, high]`` by the request's filters on the key column itself.
-
-    The buckets then span only keys the export can hold (an ``id <= 1000000`` filter on a
-    table of 5,000,000 rows plans over 1,000,000 keys, not 5,000,000).
-    """
-    for op, value in spec.filters.get(key, {}).items():
-        if op == "gte":
-            low = max(low, value)
-        elif op == "gt":
-            low = max(low, value + 1)
-        elif op == "lte":
-            high = min(high, value)
-        elif op == "lt":
-            high = min(high, value - 1)
-        elif op == "eq":
-            low, high = max(low, value), min(high, value)
-        elif op == "in":
-            low, high = max(low, min(value)), min(high, max(value))
-    return low, high
 
 
 def cut_plan(conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, min_bytes: int) -> Plan:
     """Fix the high-water mark and cut the matching rows into chunks.
-
-    One pass over the matching rows sums them into key buckets with their width lower
-    bounds; :func:`merge_buckets` turns those into chunks.
 
     Args:
         conn: a connection to the source database.
@@ -150,13 +132,20 @@ def cut_plan(conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, 
     low, hwm = fetch_tuples(conn, key_bounds(dataset))[0]
     if hwm is None:
         return Plan(None, tuple(merge_buckets([], min_bytes)))
-    first, last = filtered_key_range(spec, dataset.key, low, hwm)
-    if first > last:
-        return Plan(hwm, tuple(merge_buckets([], min_bytes)))
-    step = max(MIN_BUCKET_KEYS, -(-(last - first + 1) // TARGET_BUCKETS))
-    runs = _runs(conn, dataset, spec, first - 1, last, first, step, max(1, min_bytes // 2))
+    keys = sample_keys(conn, dataset, spec, hwm, SAMPLE_KEYS, relation_rows(conn, dataset))
+    bounds = boundaries(keys, hwm)
+    runs: list[Run] = []
+    lo: str | None = None
+    sums = {i: (run_hi, rows, size) for i, run_hi, rows, size in bucket_sums(conn, dataset, spec, low, bounds)}
+    for i, bound in enumerate(bounds):
+        if i in sums:
+            run_hi, rows, size = sums[i]
+            if size > REFINE_ABOVE * min_bytes and rows > 1:
+                runs.extend(fine_runs(conn, dataset, spec, lo, bound, max(1, min_bytes // RUN_SPLIT)))
+            else:
+                runs.append((run_hi, rows, size))
+        lo = bound
     chunks = merge_buckets(runs, min_bytes)
     if len(chunks) > MAX_CHUNKS:
-        factor = -(-len(chunks) // MAX_CHUNKS)
-        return cut_plan(conn, dataset, spec, min_bytes * factor)
+        chunks = merge_buckets(runs, min_bytes * -(-len(chunks) // MAX_CHUNKS))
     return Plan(hwm, tuple(chunks))

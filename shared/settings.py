@@ -11,9 +11,12 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 PREFIX = "SPILLWAY_"
+# The datasets file the repository ships (the demo tables): what make up, make demo and the tests use.
+DEFAULT_DATASETS_FILE = str(Path(__file__).resolve().parent.parent / "deploy" / "datasets.yml")
 
 # Defaults, each with its reason.
 DEFAULT_PG_PORT = 5432  # PostgreSQL's standard port.
@@ -71,6 +74,7 @@ class Settings:
     s3_access_key_id: str = "spillway"
     s3_secret_access_key: str = field(default="spillway-secret", repr=False)
     s3_prefix: str = "exports/"
+    datasets_file: str = DEFAULT_DATASETS_FILE
     queue_prefix: str = "spillway"
     inline_max_rows: int = DEFAULT_INLINE_MAX_ROWS
     part_min_bytes: int = DEFAULT_PART_MIN_BYTES

@@ -7,18 +7,16 @@ has the column's type. Anything else raises :class:`SpecError` naming the proble
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from shared.datasets import REGISTRY, Column, Dataset, get_dataset
+from shared.datasets import Column, Dataset, get_dataset, registry
 from shared.filenames import FILENAME_RULE, is_valid_filename
+from shared.pgtypes import BOOLEAN, INTEGER, ValueProblem, filter_value
+from shared.pgtypes import show as _show
 
 MAX_IN_VALUES = 1000
-MAX_TEXT_VALUE = 1000
-MAX_SHOWN = 60  # characters of a bad value quoted in an error message
-MAX_NUMERIC_EXPONENT = 1000  # far beyond any stored number; PostgreSQL's numeric overflows near 131072
 DELIVERIES = ("auto", "inline", "async")
 _TOP_LEVEL = {"dataset", "columns", "filters", "format", "delivery", "filename", "csv"}
 _CSV_OPTIONS = {"bom", "neutralize_formulas"}
@@ -33,6 +31,10 @@ class SpecError(ValueError):
         self.field = field
 
 
+class ScopeError(SpecError):
+    """The dataset is scoped by a key attribute the caller's key does not have (403)."""
+
+
 @dataclass(frozen=True)
 class ExportSpec:
     """A validated export request.
@@ -40,11 +42,15 @@ class ExportSpec:
     Attributes:
         dataset: the registered dataset's name.
         columns: the columns to export, in the order asked.
-        filters: ``{column: {operator: value}}`` with values already checked (JSON types).
+        filters: ``{column: {operator: value}}`` with values checked and normalised: integers
+            and booleans as JSON, the rest as the text PostgreSQL reads back with a cast to the
+            column's type (lists for ``in``).
         delivery: ``auto``, ``inline`` or ``async``.
         filename: the download's file name.
         bom: start the file with a UTF-8 byte order mark (for Excel).
         neutralize_formulas: prefix cells that a spreadsheet would run as a formula with ``'``.
+        scope: ``{column: value}`` of the dataset's row scope, bound from the calling key's
+            attributes when the export was requested (never from the request body).
     """
 
     dataset: str
@@ -54,11 +60,19 @@ class ExportSpec:
     filename: str = "export.csv"
     bom: bool = False
     neutralize_formulas: bool = True
+    scope: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def source(self) -> Dataset:
-        """The registry entry of this spec's dataset."""
-        return REGISTRY[self.dataset]
+        """The registry entry of this spec's dataset.
+
+        Raises:
+            SpecError: the datasets file no longer has it (a permanent failure of the export).
+        """
+        dataset = get_dataset(self.dataset)
+        if dataset is None:
+            raise SpecError(f"dataset {self.dataset!r} is no longer in the datasets file", "dataset")
+        return dataset
 
     def to_json(self) -> dict[str, Any]:
         """The normalised request, as stored with the export and echoed to clients."""
@@ -70,89 +84,68 @@ class ExportSpec:
             "delivery": self.delivery,
             "filename": self.filename,
             "csv": {"bom": self.bom, "neutralize_formulas": self.neutralize_formulas},
+            **({"scope": dict(self.scope)} if self.scope else {}),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExportSpec:
-        """Rebuild a spec from :meth:`to_json` output (validating it again)."""
-        return parse_spec(data)
+        """Rebuild a spec from :meth:`to_json` output (validating it again, the stored scope
+        against the dataset's scope columns as they are now)."""
+        request = {k: v for k, v in data.items() if k != "scope"}
+        stored = data.get("scope") or {}
+        if not isinstance(stored, dict):
+            raise SpecError("the stored scope is not an object", "scope")
+        return parse_spec(request, scope_values=stored)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _show(value: Any) -> str:
-    """A value as an error message quotes it: its repr, cut short."""
-    text = repr(value)
-    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
-
-
-def _numeric(value: Any, where: str) -> str | int | float:
-    """A numeric filter value: a JSON number, or a string holding a finite decimal in range."""
-    if isinstance(value, str):
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            raise SpecError(f"{where}: expected a number, got {_show(value)}", where) from None
-    elif _is_number(value):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise SpecError(f"{where}: expected a finite number, got {_show(value)}", where)
-        number = Decimal(str(value))
-    else:
-        raise SpecError(f"{where}: expected a number, got {_show(value)}", where)
-    if not number.is_finite():
-        raise SpecError(f"{where}: expected a finite number, got {_show(value)}", where)
-    if number and not -MAX_NUMERIC_EXPONENT <= number.adjusted() <= MAX_NUMERIC_EXPONENT:
-        raise SpecError(f"{where}: {_show(value)} is out of range (|exponent| at most {MAX_NUMERIC_EXPONENT})", where)
-    return str(number) if isinstance(value, str) else value
-
-
-def _timestamp(value: Any, where: str) -> str:
-    """An ISO 8601 timestamp, normalised to UTC (no offset means UTC)."""
-    if not isinstance(value, str):
-        raise SpecError(f"{where}: expected an ISO 8601 timestamp string, got {_show(value)}", where)
+def _check_value(column: Column, op: str, value: Any, where: str) -> str | int | bool:
+    """Validate one filter value for ``column``; return it normalised, as JSON that validates
+    again (a stored spec is checked again by the worker): integers and booleans as such,
+    everything else as the text PostgreSQL reads back with a cast to the column's type."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise SpecError(f"{where}: {_show(value)} is not an ISO 8601 timestamp", where) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # documented: no offset means UTC
-    try:
-        return parsed.astimezone(UTC).isoformat()
-    except OverflowError:
-        raise SpecError(f"{where}: {_show(value)} is out of range in UTC", where) from None
+        text = filter_value(column.type, op, value)
+    except ValueProblem as exc:
+        raise SpecError(f"{where}: {exc}", where) from None
+    if column.kind is INTEGER:
+        return int(text)
+    if column.kind is BOOLEAN:
+        return text == "true"
+    return text
 
 
-def _check_value(column: Column, op: str, value: Any, where: str) -> Any:
-    """Validate one filter value for ``column``; return its normalised JSON form."""
-    kind = column.type
-    if kind in ("bigint", "integer"):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise SpecError(f"{where}: expected an integer, got {_show(value)}", where)
-        limit = 2**63 if kind == "bigint" else 2**31
-        if not -limit <= value < limit:
-            raise SpecError(f"{where}: {_show(value)} is out of range for {kind}", where)
-        return value
-    if kind == "numeric":
-        return _numeric(value, where)
-    if kind == "timestamptz":
-        return _timestamp(value, where)
-    if kind == "text":
-        if not isinstance(value, str):
-            raise SpecError(f"{where}: expected a string, got {_show(value)}", where)
-        if len(value) > MAX_TEXT_VALUE:
-            raise SpecError(f"{where}: longer than {MAX_TEXT_VALUE} characters", where)
-        if "\x00" in value:
-            raise SpecError(f"{where}: NUL characters are not allowed", where)
+def _typed(column: Column, text: str) -> str | int | bool:
+    """A key attribute (always text) as the JSON value a filter on ``column`` would carry."""
+    if column.kind is INTEGER and text.lstrip("-").isascii() and text.lstrip("-").isdigit():
+        return int(text)
+    if column.kind is BOOLEAN and text in ("true", "false"):
+        return text == "true"
+    return text
+
+
+def _scope(dataset: Dataset, attributes: Mapping[str, str], stored: bool) -> dict[str, str]:
+    """The dataset's row scope bound to the caller's attributes (or to the stored values).
+
+    Raises:
+        ScopeError: an attribute the scope needs is missing, or does not fit its column.
+    """
+    scope: dict[str, str] = {}
+    if stored and set(attributes) != {rule.column.name for rule in dataset.scope}:
+        raise SpecError(f"dataset {dataset.name!r} is scoped differently from when this export was requested", "scope")
+    for rule in dataset.scope:
+        name = rule.column.name if stored else rule.attribute
+        if name not in attributes:
+            raise ScopeError(
+                f"dataset {dataset.name!r} is scoped by the key attribute {rule.attribute!r}, which this key does"
+                f" not have (create a key with --attr {rule.attribute}=<value>)",
+                "dataset",
+            )
         try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise SpecError(f"{where}: not valid Unicode (a lone surrogate)", where) from None
-        if op == "contains" and value == "":
-            raise SpecError(f"{where}: must not be empty", where)
-        return value
-    raise SpecError(f"{where}: column {column.name} cannot be filtered", where)
+            scope[rule.column.name] = filter_value(rule.column.type, "eq", _typed(rule.column, attributes[name]))
+        except ValueProblem as exc:
+            raise ScopeError(
+                f"the key attribute {rule.attribute!r} does not fit column {rule.column.name!r}: {exc}", "dataset"
+            ) from None
+    return scope
 
 
 def _parse_filters(dataset: Dataset, filters: Any) -> dict[str, dict[str, Any]]:
@@ -194,17 +187,22 @@ def _parse_bool(value: Any, where: str, default: bool) -> bool:
     return value
 
 
-def parse_spec(body: Any) -> ExportSpec:
+def parse_spec(
+    body: Any, attributes: Mapping[str, str] | None = None, scope_values: Mapping[str, str] | None = None
+) -> ExportSpec:
     """Validate a ``POST /exports`` body.
 
     Args:
         body: the decoded JSON body.
+        attributes: the calling key's attributes, which a scoped dataset's scope binds to.
+        scope_values: instead of ``attributes``, a stored spec's scope (``{column: value}``).
 
     Returns:
         The normalised spec.
 
     Raises:
         SpecError: the body is not an object, or names something the registry does not allow.
+        ScopeError: the dataset is scoped by an attribute the key does not have.
     """
     if not isinstance(body, dict):
         raise SpecError("the request body must be a JSON object")
@@ -216,13 +214,13 @@ def parse_spec(body: Any) -> ExportSpec:
         raise SpecError("dataset is required (a dataset name; see GET /datasets)", "dataset")
     dataset = get_dataset(name)
     if dataset is None:
-        raise SpecError(f"unknown dataset {_show(name)} (available: {', '.join(sorted(REGISTRY))})", "dataset")
+        raise SpecError(f"unknown dataset {_show(name)} (available: {', '.join(sorted(registry()))})", "dataset")
     if body.get("format", "csv") != "csv":
         raise SpecError(f"unknown format {_show(body.get('format'))} (available: csv)", "format")
 
     columns = body.get("columns")
     if columns is None:
-        columns = list(dataset.default_columns or dataset.column_names)
+        columns = list(dataset.column_names)
     if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
         raise SpecError("columns must be a non-empty list of column names", "columns")
     for column in columns:
@@ -263,4 +261,5 @@ def parse_spec(body: Any) -> ExportSpec:
         filename=filename,
         bom=_parse_bool(csv_options.get("bom"), "csv.bom", False),
         neutralize_formulas=_parse_bool(csv_options.get("neutralize_formulas"), "csv.neutralize_formulas", True),
+        scope=_scope(dataset, scope_values if scope_values is not None else attributes or {}, scope_values is not None),
     )

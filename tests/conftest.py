@@ -21,6 +21,8 @@ from redis import Redis
 
 from api import create_app
 from deploy.services import ensure_bucket
+from shared.datasets import Dataset
+from shared.datasets import load as load_datasets
 from shared.settings import Settings, load_settings
 from tests.support.api import ApiSession
 from tests.support.databases import SEED, needs_seeding, prepare_database
@@ -30,6 +32,7 @@ from tests.support.workers import WorkerPool
 
 PRODUCT_ROWS = 1_000_000  # the demo's size: the big-export tests read all of it
 UNEVEN_ROWS = 20_000
+ORDERS_ROWS = 300_000
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +52,13 @@ def db(settings: Settings, base_settings: Settings) -> str:
     """Create (if needed) and migrate the test database, with no exports; return its URL."""
     prepare_database(base_settings.state_database_url, conninfo_to_dict(settings.state_database_url)["dbname"])
     return settings.state_database_url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def registry(db: str, settings: Settings) -> dict[str, Dataset]:
+    """The shipped datasets file checked against the test database and installed, as every
+    Spillway process does when it starts (worker processes load it themselves)."""
+    return load_datasets(settings)
 
 
 @pytest.fixture
@@ -100,17 +110,19 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def seeded(db: str) -> str:
-    """The test database with products (1,000,000 rows) and uneven_rows, seeded once.
+    """The test database with products (1,000,000 rows), uneven_rows and shop.orders, seeded once.
 
     Reseeded only when the row counts differ, so a second ``make test`` starts quickly.
     """
-    from seeds.seed import seed_products, seed_uneven
+    from seeds.seed import seed_orders, seed_products, seed_uneven
 
     with psycopg.connect(db, autocommit=True) as conn:
         if needs_seeding(conn, "products", PRODUCT_ROWS):
             seed_products(conn, PRODUCT_ROWS, SEED)
         if needs_seeding(conn, "uneven_rows", UNEVEN_ROWS):
             seed_uneven(conn, UNEVEN_ROWS, SEED)
+        if needs_seeding(conn, "shop.orders", ORDERS_ROWS):
+            seed_orders(conn, ORDERS_ROWS, SEED)
     return db
 
 
@@ -131,12 +143,13 @@ def api(app, workers, keys) -> ApiSession:
 
 @pytest.fixture(scope="session")
 def keys_for(db: str):
-    """Make an API key for any owner (``admin=True`` for an operator's key)."""
+    """Make an API key for any owner (``admin=True`` for an operator's key, ``attributes`` for
+    scoped datasets)."""
     from shared.keys import create_key
 
-    def make(owner: str, admin: bool = False) -> str:
+    def make(owner: str, admin: bool = False, attributes: dict[str, str] | None = None) -> str:
         with psycopg.connect(db, autocommit=True) as conn:
-            return create_key(conn, owner, admin)
+            return create_key(conn, owner, admin, attributes)
 
     return make
 

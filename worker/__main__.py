@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 
+from shared.datasets import DatasetsError
 from shared.logs import configure_logging
 from shared.settings import Settings, load_settings
 
@@ -46,12 +47,16 @@ def preload(settings: Settings) -> None:
     """Import the job code and build the S3 client once, before work horses fork.
 
     Each job runs in a forked horse; importing boto3 and psycopg there would cost about a
-    second per chunk. The client holds no connection yet, so no socket is shared.
+    second per chunk. The client holds no connection yet, so no socket is shared. The
+    datasets file is checked against the catalog here, so a bad one stops the worker at
+    start (horses inherit the registry).
     """
     import worker.tasks  # noqa: F401  (the import is the point)
+    from shared.datasets import load
     from shared.storage import s3_client
     from worker.chunks import listen_for_shutdown
 
+    load(settings)
     s3_client(settings)
     listen_for_shutdown()
 
@@ -64,7 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     settings = load_settings()
-    preload(settings)
+    try:
+        preload(settings)
+    except DatasetsError as exc:
+        raise SystemExit(f"spillway worker: not starting: {exc}") from None
     configure_logging()
     connection = Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection) for name in (settings.queue_control, settings.queue_chunks)]

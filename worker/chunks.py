@@ -120,8 +120,8 @@ def read_chunk(
     spec: ExportSpec,
     export_id: uuid.UUID,
     part_number: int,
-    lo: int | None,
-    hi: int | None,
+    lo: str | None,
+    hi: str | None,
     out: IO[bytes],
     watch: Watch | None = None,
 ) -> PartRead:

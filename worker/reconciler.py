@@ -34,7 +34,7 @@ from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from shared import chunks_repo, exports_repo
+from shared import chunks_repo, datasets, exports_repo
 from shared import queue as q
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit, fill_window
@@ -215,6 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = load_settings()
     configure_logging()
+    try:
+        datasets.load(settings)  # a bad datasets file stops the reconciler at start, like the API and workers
+    except datasets.DatasetsError as exc:
+        raise SystemExit(f"spillway reconciler: not starting: {exc}") from None
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))

@@ -144,8 +144,17 @@ def test_datasets_describe_columns_and_filters(api):
     datasets = {d["name"]: d for d in api.get("/datasets").get_json()["datasets"]}
     products = datasets["products"]
     columns = {c["name"]: c for c in products["columns"]}
-    assert columns["price"]["type"] == "numeric" and "gte" in columns["price"]["filters"]
+    assert columns["price"]["type"] == "numeric(12,2)" and columns["price"]["kind"] == "numeric"
+    assert "gte" in columns["price"]["filters"] and columns["price"]["renders_as"]
     assert columns["name"]["filters"] == ["eq", "in", "contains"]
+    assert columns["created_at"]["type"] == "timestamp with time zone"
+    assert products["key"] == "id" and products["relation"] == "public.products" and not products["scoped"]
+    tenant = datasets["tenant_orders"]
+    assert tenant["scoped"] and tenant["scope_attributes"] == ["tenant"]
+    orders = {c["name"]: c for c in datasets["orders"]["columns"]}
+    assert "internal_notes" not in orders  # excluded in the datasets file
+    assert orders["status"]["kind"] == "enum" and "paid" in orders["status"]["values"]
+    assert orders["quantity"]["type"] == "shop.quantity" and orders["quantity"]["kind"] == "integer"  # a domain
 
 
 def test_revoked_key_is_refused_once_the_cache_expires(settings, db, bucket, redis, keys_for):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from shared.datasets import REGISTRY
+from shared.datasets import registry
 from shared.db import connect_source, copy_blocks, process_label
 from shared.formulas import neutralize
 from shared.query import select_list
@@ -18,7 +18,7 @@ def _copy_cells(settings, values: list[str], neutralize_formulas: bool) -> list[
     spec = parse_spec({"dataset": "products", "columns": ["name"], "csv": {"neutralize_formulas": neutralize_formulas}})
     rows = sql.SQL(", ").join(sql.SQL("(%s::text)") for _ in values)
     query = sql.SQL("COPY (SELECT {} FROM (VALUES {}) AS products(name)) TO STDOUT (FORMAT csv)").format(
-        select_list(REGISTRY["products"], spec), rows
+        select_list(registry()["products"], spec), rows
     )
     with connect_source(settings, process_label("test")) as conn, conn.cursor() as cur:
         out = b"".join(copy_blocks(cur, query, values, 1 << 20))

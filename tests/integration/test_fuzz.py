@@ -17,12 +17,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from api import create_app
-from shared.datasets import REGISTRY
+from shared.datasets import registry
 from tests.support.api import ApiSession
 from tests.support.state import exports_and_jobs, idle_in_transaction
 
 LATIN1 = st.characters(min_codepoint=32, max_codepoint=255)  # what an HTTP header can carry
-COLUMNS = sorted({c.name for d in REGISTRY.values() for c in d.columns})
+# Strategies that need the datasets are deferred: the registry is loaded by a session fixture.
+COLUMNS = st.deferred(lambda: st.sampled_from(sorted({c.name for d in registry().values() for c in d.columns})))
 OPERATORS = ["eq", "in", "gte", "gt", "lte", "lt", "contains"]
 EXAMPLES = hypothesis_settings(
     max_examples=150,
@@ -48,14 +49,14 @@ json_values = st.recursive(
     max_leaves=12,
 )
 filters = st.dictionaries(
-    st.sampled_from(COLUMNS) | st.text(max_size=8),
+    COLUMNS | st.text(max_size=8),
     st.dictionaries(st.sampled_from(OPERATORS) | st.text(max_size=5), json_values, max_size=3) | json_values,
     max_size=3,
 )
 specs = st.fixed_dictionaries(
-    {"dataset": st.sampled_from(sorted(REGISTRY)) | json_values},
+    {"dataset": st.deferred(lambda: st.sampled_from(sorted(registry()))) | json_values},
     optional={
-        "columns": st.lists(st.sampled_from(COLUMNS) | st.text(max_size=8), max_size=4) | json_values,
+        "columns": st.lists(COLUMNS | st.text(max_size=8), max_size=4) | json_values,
         "filters": filters | json_values,
         "delivery": st.sampled_from(["auto", "inline", "async"]) | json_values,
         "filename": st.text(max_size=30) | json_values,
@@ -73,12 +74,11 @@ typed_values = (
     | st.text(min_size=1, max_size=12)
     | st.floats(allow_nan=False, allow_infinity=False)
 )
-products = REGISTRY["products"]
 near_specs = st.fixed_dictionaries(
     {
         "dataset": st.just("products"),
         "filters": st.dictionaries(
-            st.sampled_from([c.name for c in products.columns if c.filters]),
+            st.deferred(lambda: st.sampled_from([c.name for c in registry()["products"].columns if c.filters])),
             st.dictionaries(
                 st.sampled_from(OPERATORS),
                 typed_values | st.lists(typed_values, min_size=1, max_size=3),
@@ -90,7 +90,12 @@ near_specs = st.fixed_dictionaries(
         ),
     },
     optional={
-        "columns": st.lists(st.sampled_from(list(products.column_names)), min_size=1, max_size=4, unique=True),
+        "columns": st.lists(
+            st.deferred(lambda: st.sampled_from(list(registry()["products"].column_names))),
+            min_size=1,
+            max_size=4,
+            unique=True,
+        ),
         "delivery": st.sampled_from(["auto", "inline", "async"]),
         "filename": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,20}", fullmatch=True),
     },

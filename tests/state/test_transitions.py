@@ -24,7 +24,7 @@ def _status(conn, export_id: uuid.UUID) -> ExportStatus:
 def _move_export(conn, export_id: uuid.UUID, target: ExportStatus) -> bool:
     """Ask the repository for ``target``; return whether it says it moved."""
     if target == E.RUNNING:
-        plan = Plan(10, (PlannedChunk(1, None, 10, 10, 100),))
+        plan = Plan("10", (PlannedChunk(1, None, "10", 10, 100),))
         return exports_repo.start_export(conn, export_id, plan, "key", "upload")
     if target == E.COMPLETED:
         return exports_repo.complete_export(conn, export_id, 100, 10, 60, finalize_attempt=0)
@@ -68,7 +68,7 @@ def test_an_export_is_ended_only_as_failed_or_cancelled(state_conn):
 
 def test_start_records_the_plan_once(state_conn):
     export_id = make_export(state_conn, admitted=True)
-    plan = Plan(30, (PlannedChunk(1, None, 10, 10, 100), PlannedChunk(2, 10, 30, 20, 200)))
+    plan = Plan("30", (PlannedChunk(1, None, "10", 10, 100), PlannedChunk(2, "10", "30", 20, 200)))
     assert exports_repo.start_export(state_conn, export_id, plan, "k", "u")
     assert not exports_repo.start_export(state_conn, export_id, plan, "k", "u2")  # a second planner
     export = exports_repo.get_export(state_conn, export_id)
@@ -78,8 +78,8 @@ def test_start_records_the_plan_once(state_conn):
         (export_id,),
     ).fetchall()
     assert [(c["part_number"], c["key_lo"], c["key_hi"], c["status"]) for c in chunks] == [
-        (1, None, 10, "pending"),
-        (2, 10, 30, "pending"),
+        (1, None, "10", "pending"),
+        (2, "10", "30", "pending"),
     ]
 
 

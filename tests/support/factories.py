@@ -122,8 +122,8 @@ def make_chunks(
             "export_id": export_id,
             "part_number": n,
             "status": status,
-            "key_lo": (n - 1) * rows_per_chunk if n > 1 else None,
-            "key_hi": n * rows_per_chunk,
+            "key_lo": str((n - 1) * rows_per_chunk) if n > 1 else None,  # keys in their text form
+            "key_hi": str(n * rows_per_chunk),
             "planned_rows": rows_per_chunk,
             "attempt": 1 if claimed else 0,
             "enqueued": claimed,
@@ -172,7 +172,7 @@ def make_running_export(
     progress = {
         "total_rows": parts * rows_per_chunk,
         "parts_total": parts,
-        "key_high_water": parts * rows_per_chunk,
+        "key_high_water": str(parts * rows_per_chunk),
         "parts_done": done,
         "rows_done": done * rows_per_chunk,
         "bytes_done": done * rows_per_chunk * ROW_BYTES,

@@ -53,17 +53,12 @@ def test_each_attempt_writes_its_own_s3_part():
         upload_part_number(1, ATTEMPT_SLOTS + 1)
 
 
-def test_key_filters_narrow_the_planned_key_range():
-    from shared.planning import filtered_key_range
-    from shared.spec import parse_spec
+def test_boundaries_are_ascending_sampled_keys_ending_with_the_high_water_mark():
+    from shared.planning import boundaries
 
-    spec = parse_spec({"dataset": "products", "filters": {"id": {"gt": 10, "lte": 500}, "price": {"gte": 1}}})
-    assert filtered_key_range(spec, "id", 1, 5_000_000) == (11, 500)
-    assert filtered_key_range(
-        parse_spec({"dataset": "products", "filters": {"id": {"in": [9, 3, 70]}}}), "id", 1, 50
-    ) == (3, 50)
-    assert filtered_key_range(parse_spec({"dataset": "products"}), "id", 1, 99) == (1, 99)
-    low, high = filtered_key_range(
-        parse_spec({"dataset": "products", "filters": {"id": {"gt": 10, "lt": 5}}}), "id", 1, 99
-    )
-    assert low > high  # nothing can match: the plan is one empty chunk
+    keys = [f"k{n:05d}" for n in range(10_000)]
+    bounds = boundaries(keys, "k99999", target=100)
+    assert len(bounds) <= 101 and bounds[-1] == "k99999"
+    assert bounds == sorted(set(bounds))  # ascending, no repeats
+    assert boundaries([], "z") == ["z"]  # nothing sampled (a small table): one range up to the mark
+    assert boundaries(["a", "m", "z"], "z", target=10) == ["a", "m", "z"]  # the mark is not repeated
