@@ -236,3 +236,31 @@ def recoverable_chunks(conn: Conn) -> list[Chunk]:
         ).format(columns(Chunk, "c")),
         (ExportStatus.RUNNING, ChunkStatus.PENDING, ChunkStatus.RUNNING),
     )
+
+
+def leased_attempts(conn: Conn) -> list[tuple[uuid.UUID, int, int]]:
+    """``(export, part, attempt)`` of every running chunk of a running export whose lease has
+    not expired: the attempts that should have a live process (see :mod:`shared.liveness`)."""
+    return [
+        (export_id, part_number, attempt)
+        for export_id, part_number, attempt in fetch_tuples(
+            conn,
+            "SELECT c.export_id, c.part_number, c.attempt FROM export_chunks c JOIN exports e ON e.id = c.export_id"
+            " WHERE e.status = %s AND c.status = %s AND c.lease_expires_at >= now()",
+            (ExportStatus.RUNNING, ChunkStatus.RUNNING),
+        )
+    ]
+
+
+def expire_lease(conn: Conn, export_id: uuid.UUID, part_number: int, attempt: int) -> bool:
+    """End the lease of an attempt whose process died (its chunk is then recoverable at once);
+    False when that attempt no longer holds the chunk or the chunk is no longer running."""
+    return (
+        fetch_value(
+            conn,
+            "UPDATE export_chunks SET lease_expires_at = now() - interval '1 microsecond'"
+            " WHERE export_id = %s AND part_number = %s AND attempt = %s AND status = %s RETURNING 1",
+            (export_id, part_number, attempt, ChunkStatus.RUNNING),
+        )
+        is not None
+    )

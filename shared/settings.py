@@ -35,6 +35,7 @@ DEFAULT_MAX_RUNNING_PER_OWNER = 2  # Per-owner cap on running exports.
 DEFAULT_MAX_CHUNKS_IN_FLIGHT = 4  # Per-export cap on chunk jobs queued or running.
 DEFAULT_LEASE_S = 30  # A chunk whose worker stops renewing is re-run after this.
 DEFAULT_RECONCILE_INTERVAL_S = 5.0  # Recovery of a dead chunk takes at most lease + this.
+DEFAULT_LIVENESS_INTERVAL_S = 1.0  # How often the reconciler looks for chunks whose process died.
 DEFAULT_JANITOR_GRACE_S = 600  # An upload no export owns is aborted once this old.
 DEFAULT_RETRY_DELAYS_S = "2,5,15"  # Backoff of transient failures: three retries within ~22 s.
 DEFAULT_AUTH_CACHE_S = 30  # A valid key is trusted this long per API process (polls skip a query).
@@ -89,6 +90,7 @@ class Settings:
     lease_s: int = DEFAULT_LEASE_S
     retry_delays_s: str = DEFAULT_RETRY_DELAYS_S
     reconcile_interval_s: float = DEFAULT_RECONCILE_INTERVAL_S
+    liveness_interval_s: float = DEFAULT_LIVENESS_INTERVAL_S
     janitor_grace_s: int = DEFAULT_JANITOR_GRACE_S
     health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
     auth_cache_s: int = DEFAULT_AUTH_CACHE_S

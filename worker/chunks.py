@@ -6,8 +6,10 @@ Content-MD5) and CRC-32 (recorded with the part, combined by the finalizer into 
 checksum), both computed on the bytes as they stream; its part record and progress are
 written only if this attempt still holds the chunk (fencing by attempt number). While it
 streams, the chunk checks for a cancel at every block and renews its lease, so a cancel
-stops it within about one block. Memory is bounded: rows are gathered into blocks of
-``BLOCK_BYTES`` and spooled to a temporary file beyond ``SPOOL_BYTES``.
+stops it within about one block; the process holds the chunk's liveness lock
+(:mod:`shared.liveness`) from before the claim to the end, so its death is seen at once.
+Memory is bounded: rows are gathered into blocks of ``BLOCK_BYTES`` and spooled to a
+temporary file beyond ``SPOOL_BYTES``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from redis import Redis
 from shared import chunks_repo
 from shared.db import connect_source, connect_state, copy_blocks, export_label, state_label
 from shared.lifecycle import fill_window
+from shared.liveness import AttemptLiveness
 from shared.logs import log_context
 from shared.models import ClaimedChunk
 from shared.query import chunk_copy, header_bytes
@@ -76,6 +79,7 @@ class Watch:
     export_id: uuid.UUID
     part_number: int
     attempt: int
+    liveness: AttemptLiveness | None = None
     checkpoints: list[tuple[float, int]] = field(default_factory=list)
     _renewed: float = field(default_factory=time.monotonic)
 
@@ -91,6 +95,8 @@ class Watch:
             raise ChunkStopped("export cancelled")
         if _shutdown["requested"]:
             raise HandBack("worker shutting down")
+        if self.liveness is not None:
+            self.liveness.ensure()  # taken late if a zombie of an earlier attempt held it
         if time.monotonic() - self._renewed > self.settings.lease_s / 3:
             with connect_state(self.settings, state_label("lease", self.export_id)) as state:
                 if not chunks_repo.renew_lease(
@@ -162,22 +168,35 @@ def run_chunk(
         meta: filled with what an operator or a test wants to know (bytes read after a cancel).
     """
     label = state_label(f"part:{part_number}", export_id)
-    with connect_state(settings, label) as state:
-        chunk = chunks_repo.claim_chunk(state, export_id, part_number, worker, settings.lease_s)
-    if chunk is None:
-        return "skipped: chunk done, leased elsewhere, or export not running"
-    with log_context(attempt=chunk.attempt):
-        return _run_attempt(settings, redis, chunk, label, meta)
+    # Held from before the claim until the attempt ends: if this process dies, PostgreSQL
+    # drops the lock and the reconciler re-runs the chunk without waiting for the lease.
+    liveness = AttemptLiveness(settings, export_id, part_number)
+    try:
+        with connect_state(settings, label) as state:
+            chunk = chunks_repo.claim_chunk(state, export_id, part_number, worker, settings.lease_s)
+        if chunk is None:
+            return "skipped: chunk done, leased elsewhere, or export not running"
+        with log_context(attempt=chunk.attempt):
+            return _run_attempt(settings, redis, chunk, label, meta, liveness)
+    finally:
+        liveness.close()
 
 
-def _run_attempt(settings: Settings, redis: Redis, chunk: ClaimedChunk, label: str, meta: dict[str, Any] | None) -> str:
+def _run_attempt(
+    settings: Settings,
+    redis: Redis,
+    chunk: ClaimedChunk,
+    label: str,
+    meta: dict[str, Any] | None,
+    liveness: AttemptLiveness | None = None,
+) -> str:
     export_id, part_number, attempt = chunk.export_id, chunk.part_number, chunk.attempt
     spec = ExportSpec.from_json(chunk.spec)
     try:
         s3_part = chunks_repo.upload_part_number(part_number, attempt)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
-    watch = Watch(settings, redis, export_id, part_number, attempt)
+    watch = Watch(settings, redis, export_id, part_number, attempt, liveness)
     size = 0
     try:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:

@@ -38,6 +38,7 @@ from shared import chunks_repo, datasets, exports_repo
 from shared import queue as q
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit, fill_window
+from shared.liveness import expire_dead_attempts
 from shared.logs import configure_logging, log_context
 from shared.models import ChunkStatus, ExportStatus
 from shared.settings import Settings, load_settings
@@ -203,6 +204,17 @@ def reconcile(settings: Settings, redis: Redis, holder: str | None = None) -> di
         }
 
 
+def recover_dead_attempts(settings: Settings, redis: Redis) -> int:
+    """The quick step, every ``SPILLWAY_LIVENESS_INTERVAL_S``: re-run at once the chunks whose
+    process died (their liveness lock is free, :mod:`shared.liveness`); return how many."""
+    with connect_state(settings, state_label("reconciler")) as conn:
+        dead = expire_dead_attempts(conn)
+        for export_id, part_number in dead:
+            with log_context(export=export_id, part=part_number):
+                log.warning("the process running this chunk died (its liveness lock is free)")
+        return recover_chunks(conn, redis, settings) if dead else 0
+
+
 def hold_lock(redis: Redis, key: str, holder: str, ttl_ms: int) -> bool:
     """Take the reconciler lock, or extend it when ``holder`` already has it (atomically)."""
     return bool(redis.eval(_TAKE_OR_EXTEND, 1, key, holder, ttl_ms))
@@ -237,8 +249,16 @@ def main(argv: list[str] | None = None) -> None:
             log.exception("reconcile pass failed")
         if args.once:
             break
+        checked = time.monotonic()
         while not stopping["now"] and time.monotonic() - started < interval:
             time.sleep(0.1)
+            if time.monotonic() - checked >= settings.liveness_interval_s:
+                checked = time.monotonic()
+                try:
+                    if redis.get(lock) == me.encode():  # the lock holder does the quick step too
+                        recover_dead_attempts(settings, redis)
+                except Exception:
+                    log.exception("liveness check failed")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ ALL = [  # every column of shop.orders but the excluded internal_notes, in table
 # Not read back by COPY FROM: arrays are JSON in the CSV (not array literals), and json is
 # compacted (the same JSON, not the same text; its "\u0000" has no jsonb form to compare).
 NOT_LOADABLE = {"tags", "line_counts", "payload"}
+QUARTER = "40000000-0000-0000-0000-000000000000"
 # About 1/32 of the uuid key space: few enough rows for the inline tier.
 INLINE_SLICE = {"id": {"lt": "08000000-0000-0000-0000-000000000000"}}
 
@@ -45,9 +46,10 @@ def _first_difference(got: bytes, want: bytes) -> str:
 
 
 def test_every_type_renders_as_documented(api, seeded, settings):
-    """All 300,000 rows, every column, byte for byte against the README's rules."""
-    done, data = api.run({"dataset": "orders"})
-    want = csv_bytes(ALL, expected_rows(seeded, TABLE, "id", ALL))
+    """A quarter of the key space (75,000 rows; each edge value is in every 997 rows, so each
+    is there about 75 times), every column, byte for byte against the README's rules."""
+    done, data = api.run({"dataset": "orders", "filters": {"id": {"lt": QUARTER}}})
+    want = csv_bytes(ALL, expected_rows(seeded, TABLE, "id", ALL, where=f"id < '{QUARTER}'"))
     assert data == want, _first_difference(data, want)
     parts = chunk_rows(settings, done["id"])
     assert len(parts) > 1 and all(p["bytes"] >= S3_MIN_PART_BYTES for p in parts[:-1])
@@ -65,18 +67,28 @@ def test_inline_and_async_are_byte_identical_for_every_type(api, seeded):
 def test_the_csv_loads_back_into_the_same_rows(api, seeded):
     """COPY ... FROM reads every non-array cell back to the value it came from."""
     columns = [c for c in ALL if c not in NOT_LOADABLE]
-    _, data = api.run({"dataset": "orders", "columns": columns, "csv": {"neutralize_formulas": False}})
+    _, data = api.run(
+        {
+            "dataset": "orders",
+            "columns": columns,
+            "filters": {"id": {"lt": QUARTER}},
+            "csv": {"neutralize_formulas": False},
+        }
+    )
     listed = compared = sql.SQL(", ").join(map(sql.Identifier, columns))
     with psycopg.connect(seeded) as conn:
         conn.execute("CREATE TEMP TABLE loaded (LIKE shop.orders)")
         with conn.cursor().copy(sql.SQL("COPY loaded ({}) FROM STDIN (FORMAT csv, HEADER true)").format(listed)) as cp:
             cp.write(data)
-        for left, right in (("shop.orders", "loaded"), ("loaded", "shop.orders")):
+        conn.execute(
+            sql.SQL("CREATE TEMP VIEW source AS SELECT * FROM shop.orders WHERE id < {}").format(sql.Literal(QUARTER))
+        )
+        for left, right in (("source", "loaded"), ("loaded", "source")):
             query = sql.SQL("SELECT count(*) FROM (SELECT {c} FROM {a} EXCEPT ALL SELECT {c} FROM {b}) d").format(
                 c=compared, a=sql.SQL(left), b=sql.SQL(right)
             )
             assert conn.execute(query).fetchone()[0] == 0, f"rows of {left} missing from {right}"
-        assert conn.execute("SELECT count(*) FROM loaded").fetchone()[0] == 300_000
+        assert conn.execute("SELECT count(*) FROM loaded").fetchone()[0] > 70_000
 
 
 @pytest.mark.parametrize(("dataset", "key"), [("orders", "id"), ("orders_by_code", "code")])

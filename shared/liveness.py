@@ -1,0 +1,85 @@
+"""Liveness of running chunks: an advisory lock the attempt's process holds while it runs.
+
+Invariant: the process running an attempt of chunk ``(export, part)`` holds the session-level
+advisory lock ``(LOCK_CLASS, lock_key(export, part))`` on the state database from before it
+claims the chunk until it ends, and PostgreSQL releases it the moment that process dies (its
+connection closes). So a running chunk whose lease has not expired but whose lock nobody
+holds has lost its process: :func:`expire_dead_attempts` expires its lease at once, and the
+reconciler re-runs it within a second or two instead of waiting out the lease. The lease stays
+the fallback for a process that is alive but stuck (a SIGSTOPped zombie keeps its lock).
+
+Two chunks may share a lock key (a 32-bit hash): then a dead one's lock looks held while the
+other runs, and its recovery waits for the lease, as before.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from typing import Any
+
+import psycopg
+
+from shared import chunks_repo
+from shared.db import connect_state, state_label
+from shared.records import fetch_tuples
+from shared.settings import Settings
+
+LOCK_CLASS = 0x5357_4C56 & 0x7FFF_FFFF  # "SWLV": the first key of every chunk liveness lock
+
+
+def lock_key(export_id: uuid.UUID, part_number: int) -> int:
+    """The second key of the chunk's lock, as the signed 32-bit integer pg_advisory_lock takes."""
+    unsigned = zlib.crc32(f"{export_id}:{part_number}".encode())
+    return unsigned - (1 << 32) if unsigned >= 1 << 31 else unsigned
+
+
+class AttemptLiveness:
+    """The lock held by the process running a chunk attempt (close it when the attempt ends).
+
+    If another live process holds the key (a zombie of an earlier attempt, or a hash
+    collision), the lock is taken as soon as it is free: :meth:`ensure` is called at every block.
+    """
+
+    def __init__(self, settings: Settings, export_id: uuid.UUID, part_number: int) -> None:
+        self._key = lock_key(export_id, part_number)
+        self._conn: psycopg.Connection[Any] = connect_state(settings, state_label(f"alive:{part_number}", export_id))
+        self.held = False
+        self.ensure()
+
+    def ensure(self) -> None:
+        """Take the lock if this process does not hold it yet (never waits)."""
+        if not self.held:
+            rows = fetch_tuples(self._conn, "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, self._key))
+            self.held = bool(rows[0][0])
+
+    def close(self) -> None:
+        """End the attempt's session: PostgreSQL releases the lock with it."""
+        self._conn.close()
+
+
+def expire_dead_attempts(conn: psycopg.Connection[Any]) -> list[tuple[uuid.UUID, int]]:
+    """Expire the lease of every running chunk whose process died; return those chunks.
+
+    The running chunks are read before the locks: a chunk claimed after the first read is not
+    judged, and one whose lock is gone by the second read either ended (its status changed,
+    so expiring is a no-op, fenced by its attempt) or died.
+    """
+    running = chunks_repo.leased_attempts(conn)
+    if not running:
+        return []
+    held = {
+        int(objid)
+        for (objid,) in fetch_tuples(
+            conn,
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objsubid = 2"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (LOCK_CLASS,),
+        )
+    }
+    dead = []
+    for export_id, part_number, attempt in running:
+        free = lock_key(export_id, part_number) & 0xFFFF_FFFF not in held
+        if free and chunks_repo.expire_lease(conn, export_id, part_number, attempt):
+            dead.append((export_id, part_number))
+    return dead
