@@ -2,6 +2,8 @@
 
 - floor: ``psql \\copy (the same query) TO file`` then ``aws s3 cp`` of that file to the
   same S3 endpoint — the least work that produces the same object.
+- plain floor: the same with the table's own ``SELECT * … ORDER BY key`` (no rendering):
+  what a user weighs an export service against.
 - naive: ``LIMIT/OFFSET`` pages, Python's ``csv.writer``, one PUT.
 """
 
@@ -17,9 +19,10 @@ import time
 import uuid
 
 import psycopg
+from psycopg import sql
 
 from shared.datasets import registry
-from shared.query import chunk_copy
+from shared.query import chunk_copy, where_clause
 from shared.settings import Settings
 from shared.spec import parse_spec
 from shared.storage import s3_client
@@ -27,16 +30,23 @@ from shared.storage import s3_client
 PAGE_ROWS = 10_000
 
 
-def floor_seconds(settings: Settings, body: dict) -> float:
-    """Seconds for ``psql \\copy`` of the export's own query to a file plus ``aws s3 cp``.
+def floor_seconds(settings: Settings, body: dict, plain: bool = False) -> float:
+    """Seconds for ``psql \\copy`` of the export's own query to a file plus ``aws s3 cp``;
+    with ``plain``, of ``SELECT * FROM <table> WHERE <the same filters> ORDER BY <key>``.
 
     A run whose transfer fails (seen once with moto, with no message) is measured again from
     the start, never counted.
     """
     spec = parse_spec(body)
-    hi = body.get("filters", {}).get("id", {}).get("lte")
+    dataset = spec.source
     with psycopg.connect(settings.source_database_url) as conn:
-        query, params = chunk_copy(spec.source, spec, None, hi)
+        if plain:
+            where, params = where_clause(dataset, spec)
+            query = sql.SQL("COPY (SELECT * FROM {} WHERE {} ORDER BY {}) TO STDOUT").format(
+                dataset.table, where, sql.Identifier(dataset.key.name)
+            )
+        else:
+            query, params = chunk_copy(dataset, spec, None, None)
         statement = psycopg.ClientCursor(conn).mogrify(query, params)
     select = statement[len("COPY (") : statement.rindex(") TO STDOUT")]
     for attempt in (1, 2):
