@@ -4,6 +4,7 @@ and ``flask --app api.wsgi datasets check``."""
 from __future__ import annotations
 
 import click
+import psycopg
 from flask import Flask, current_app
 
 from shared.datasets import DatasetsError, load
@@ -56,6 +57,8 @@ def check() -> None:
         registry = load(settings)
     except DatasetsError as exc:
         raise click.ClickException(str(exc)) from None
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"the source database is unreachable: {exc}") from None
     for dataset in registry.values():
         scoped = f", scoped by {', '.join(r.attribute for r in dataset.scope)}" if dataset.scope else ""
         click.echo(

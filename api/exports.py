@@ -93,6 +93,13 @@ def _count_matching(s: Settings, spec: ExportSpec) -> int | None:
             return int(fetch_value(conn, query, params) or 0)
         except psycopg.errors.QueryCanceled:
             return None
+        except psycopg.errors.DataError as exc:  # a value the checks let through that the type refuses
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"a filter value does not fit its column: {exc.diag.message_primary}",
+                field="filters",
+            ) from None
 
 
 def _inline_answer(s: Settings, spec: ExportSpec) -> Response | None:

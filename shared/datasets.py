@@ -293,6 +293,14 @@ def resolve(conn: psycopg.Connection[Any], name: str, entry: dict[str, Any]) -> 
         ) from None
     if relation is None:
         raise DatasetsError(f"no table or view {entry['table']!r} (or no privilege to see it)", name, "table")
+    for part in (
+        relation.schema,
+        relation.name,
+        *(c.name for c in relation.columns),
+        *(c.type.cast for c in relation.columns),
+    ):
+        if "%" in part:  # psycopg reads % in composed SQL as a placeholder
+            raise DatasetsError(f"{part!r}: names with '%' are not supported (rename, or export a view)", name, "table")
     if relation.relkind not in catalog.TABLE_KINDS and relation.relkind not in catalog.VIEW_KINDS:
         raise DatasetsError(
             f"{relation.schema}.{relation.name} is a {relation.kind_name}, not a table or view", name, "table"

@@ -43,30 +43,52 @@ class AttemptLiveness:
 
     def __init__(self, settings: Settings, export_id: uuid.UUID, part_number: int) -> None:
         self._key = lock_key(export_id, part_number)
-        self._conn: psycopg.Connection[Any] = connect_state(settings, state_label(f"alive:{part_number}", export_id))
+        self._settings, self._label = settings, state_label(f"alive:{part_number}", export_id)
+        self._conn: psycopg.Connection[Any] | None = None
         self.held = False
         self.ensure()
 
     def ensure(self) -> None:
-        """Take the lock if this process does not hold it yet (never waits)."""
-        if not self.held:
-            rows = fetch_tuples(self._conn, "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, self._key))
-            self.held = bool(rows[0][0])
+        """Hold the lock: take it if this process does not hold it yet (a zombie of an earlier
+        attempt did), and again on a new session if the state database dropped this one (a
+        restart, a terminated backend). One short query a block; never waits."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn, self.held = connect_state(self._settings, self._label), False
+            if not self.held:
+                rows = fetch_tuples(self._conn, "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, self._key))
+                self.held = bool(rows[0][0])
+            else:
+                fetch_tuples(self._conn, "SELECT 1")  # still our session, so still our lock
+        except psycopg.OperationalError:
+            self.close()  # the next block reconnects; meanwhile the lease covers the chunk
+            self.held = False
 
     def close(self) -> None:
         """End the attempt's session: PostgreSQL releases the lock with it."""
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
 
-def expire_dead_attempts(conn: psycopg.Connection[Any]) -> list[tuple[uuid.UUID, int]]:
+def expire_dead_attempts(
+    conn: psycopg.Connection[Any], suspects: set[tuple[uuid.UUID, int, int]], lease_s: float
+) -> list[tuple[uuid.UUID, int]]:
     """Expire the lease of every running chunk whose process died; return those chunks.
 
     The running chunks are read before the locks: a chunk claimed after the first read is not
     judged, and one whose lock is gone by the second read either ended (its status changed,
-    so expiring is a no-op, fenced by its attempt) or died.
+    so expiring is a no-op, fenced by its attempt) or died. An attempt is expired only when
+    its lock was free at two checks in a row (``suspects`` carries the first sighting from
+    one call to the next), and not at all within ``lease_s`` of a restart of the state
+    database, which dropped every session's locks: live processes take theirs again at
+    their next block.
     """
     running = chunks_repo.leased_attempts(conn)
-    if not running:
+    ((restarted,),) = fetch_tuples(
+        conn, "SELECT pg_postmaster_start_time() > now() - make_interval(secs => %s)", (lease_s,)
+    )
+    if not running or restarted:
+        suspects.clear()
         return []
     held = {
         int(objid)
@@ -77,9 +99,12 @@ def expire_dead_attempts(conn: psycopg.Connection[Any]) -> list[tuple[uuid.UUID,
             (LOCK_CLASS,),
         )
     }
-    dead = []
-    for export_id, part_number, attempt in running:
-        free = lock_key(export_id, part_number) & 0xFFFF_FFFF not in held
-        if free and chunks_repo.expire_lease(conn, export_id, part_number, attempt):
-            dead.append((export_id, part_number))
+    free = {(e, p, a) for e, p, a in running if lock_key(e, p) & 0xFFFF_FFFF not in held}
+    dead = [
+        (export_id, part_number)
+        for export_id, part_number, attempt in sorted(free & suspects)
+        if chunks_repo.expire_lease(conn, export_id, part_number, attempt)
+    ]
+    suspects.clear()
+    suspects.update(free - {(e, p, a) for e, p, a in free if (e, p) in dead})
     return dead

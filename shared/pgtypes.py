@@ -30,6 +30,8 @@ MAX_SHOWN = 60  # characters of a bad value quoted in an error message
 MAX_NUMERIC_EXPONENT = 1000  # far beyond any stored number; PostgreSQL's numeric overflows near 131072
 _FLOAT_WORDS = {"nan": "NaN", "infinity": "Infinity", "-infinity": "-Infinity", "+infinity": "Infinity"}
 _INTEGER_BITS = {"int2": 16, "int4": 32, "int8": 64}
+_FLOAT4_RANGE = (Decimal("3.4028235e38"), Decimal("7.1e-46"))  # largest; smallest that does not round to 0
+_FLOAT8_RANGE = (Decimal("1.7976931348623157e308"), Decimal("2.5e-324"))
 # ISO 8601 durations: P1Y2M3DT4H5M6.5S, with signed parts as PostgreSQL's iso_8601 style writes them.
 _DURATION = re.compile(
     r"P(?!$)(-?\d{1,9}Y)?(-?\d{1,9}M)?(-?\d{1,9}W)?(-?\d{1,9}D)?"
@@ -187,12 +189,14 @@ def _decimal(value: Any) -> Decimal:
     return number
 
 
-def _float(value: Any) -> str:
+def _float(value: Any, single: bool) -> str:
     if isinstance(value, str) and value.strip().lower() in _FLOAT_WORDS:
         return _FLOAT_WORDS[value.strip().lower()]
     number = _decimal(value)
-    if abs(number) > Decimal("1.8e308"):
-        raise ValueProblem(f"{show(value)} is out of range for a double precision number")
+    largest, smallest = _FLOAT4_RANGE if single else _FLOAT8_RANGE
+    if abs(number) > largest or (number and abs(number) < smallest):
+        what = "real" if single else "double precision"
+        raise ValueProblem(f"{show(value)} is out of range for {what} ({smallest:.1e} to {largest:.1e} in magnitude)")
     return str(number)
 
 
@@ -249,7 +253,7 @@ def filter_value(column: ColumnType, op: str, value: Any) -> str:
     if kind is NUMERIC:
         return str(_decimal(value))
     if kind is FLOAT:
-        return _float(value)
+        return _float(value, column.base == "float4")
     if kind is BOOLEAN:
         if not isinstance(value, bool):
             raise ValueProblem(f"expected true or false, got {show(value)}")

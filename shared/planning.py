@@ -23,12 +23,12 @@ from typing import Any
 import psycopg
 
 from shared.datasets import Dataset
-from shared.query import bucket_sums, key_bounds, relation_rows, sample_keys, widths_in_order
+from shared.query import bucket_sums, key_bounds, sample_keys, sample_units, widths_in_order
 from shared.records import fetch_tuples
 from shared.spec import ExportSpec
 
 TARGET_BUCKETS = 4096  # ranges of the first pass: fine enough for chunks of 8 MiB up to ~30 GB
-SAMPLE_KEYS = 4 * TARGET_BUCKETS  # keys sampled to find the boundaries
+SAMPLE_KEYS = TARGET_BUCKETS  # keys sampled to find the boundaries (one per sampled page of a table)
 REFINE_ABOVE = 2  # a range of more than this many chunks' worth is cut again from its rows
 RUN_SPLIT = 8  # ... into runs of min_bytes / RUN_SPLIT
 # S3 allows 10,000 parts; each chunk reserves 10 part numbers (one per attempt, for fencing).
@@ -132,7 +132,7 @@ def cut_plan(conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, 
     low, hwm = fetch_tuples(conn, key_bounds(dataset))[0]
     if hwm is None:
         return Plan(None, tuple(merge_buckets([], min_bytes)))
-    keys = sample_keys(conn, dataset, spec, hwm, SAMPLE_KEYS, relation_rows(conn, dataset))
+    keys = sample_keys(conn, dataset, spec, hwm, SAMPLE_KEYS, sample_units(conn, dataset))
     bounds = boundaries(keys, hwm)
     runs: list[Run] = []
     lo: str | None = None
@@ -147,5 +147,7 @@ def cut_plan(conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, 
         lo = bound
     chunks = merge_buckets(runs, min_bytes)
     if len(chunks) > MAX_CHUNKS:
-        chunks = merge_buckets(runs, min_bytes * -(-len(chunks) // MAX_CHUNKS))
+        # Every chunk but the last reaches the threshold, so there are at most MAX_CHUNKS.
+        total = sum(size for _, _, size in runs)
+        chunks = merge_buckets(runs, max(min_bytes, -(-total // MAX_CHUNKS)))
     return Plan(hwm, tuple(chunks))

@@ -65,8 +65,9 @@ def _render(column: Column, neutralize: bool) -> sql.Composable:
         # The rule of shared/formulas.py. ascii() (the first code point) rules out almost every
         # cell with one hashed IN lookup; the regular expressions run only on the rest.
         value = _as_text(column)
+        # concat(), not ||: || on char(n) drops its padding, which every other char(n) cell keeps.
         return sql.SQL(
-            "CASE WHEN ascii({0}) IN ({1}) AND {0} ~ {2} AND {0} !~ {3} THEN {4} || {0} ELSE {0} END"
+            "CASE WHEN ascii({0}) IN ({1}) AND {0} ~ {2} AND {0} !~ {3} THEN concat({4}, {0}) ELSE {0} END"
         ).format(
             value,
             _FIRST_CODES,
@@ -189,12 +190,16 @@ def key_bounds(dataset: Dataset) -> sql.Composed:
     ).format(sql.Identifier(dataset.key.name), dataset.table)
 
 
-def relation_rows(conn: psycopg.Connection[Any], dataset: Dataset) -> int:
-    """About how many rows the relation has: the statistics' estimate, or a count without one."""
+def sample_units(conn: psycopg.Connection[Any], dataset: Dataset) -> int:
+    """How many units :func:`sample_keys` samples from: pages of a table or materialized view
+    (one key is kept per sampled page), rows of anything else — the statistics' figure, or
+    the relation's size or a count without one."""
+    by_blocks = dataset.relation_kind in _SAMPLE_BY_BLOCKS
     ((estimate,),) = fetch_tuples(
         conn,
-        "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)",
-        (sql.Identifier(dataset.schema, dataset.relation).as_string(conn),),
+        "SELECT CASE WHEN %s THEN greatest(relpages, pg_relation_size(oid) / current_setting('block_size')::int)"
+        " ELSE reltuples END FROM pg_class WHERE oid = to_regclass(%s)",
+        (by_blocks, sql.Identifier(dataset.schema, dataset.relation).as_string(conn)),
     )
     if estimate and estimate > 0:
         return int(estimate)
@@ -203,24 +208,34 @@ def relation_rows(conn: psycopg.Connection[Any], dataset: Dataset) -> int:
 
 
 def sample_keys(
-    conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, high: str, want: int, rows: int
+    conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, high: str, want: int, units: int
 ) -> list[str]:
     """About ``want`` keys up to ``high``, sampled evenly over the rows (not over key values,
-    so skewed keys are sampled as evenly as dense ones), ascending, as text."""
+    so skewed keys are sampled as evenly as dense ones), ascending, as text.
+
+    A table is sampled by pages (``TABLESAMPLE SYSTEM``, a few milliseconds) keeping one key
+    per page: rows stored in key order share a page, and all of a page's keys would cluster
+    the boundaries. Anything else is scanned, keeping each row with the same chance.
+    """
     key = sql.Identifier(dataset.key.name)
-    share = min(1.0, want / rows) if rows > 0 else 1.0
-    source: sql.Composable
+    share = min(1.0, want / units) if units > 0 else 1.0
     on_key, key_params = key_filters(dataset, spec)
     if dataset.relation_kind in _SAMPLE_BY_BLOCKS:
-        source, where = sql.SQL("{} TABLESAMPLE SYSTEM (%s)").format(dataset.table), on_key
-        params: list[Any] = [share * 100, *key_params]
-    else:  # views and the rest: a scan, keeping each row with the same chance
-        source, where, params = dataset.table, sql.SQL("random() < %s AND {}").format(on_key), [share, *key_params]
-    # Named otherwise than the key: ORDER BY a name sorts by an output column of that name first.
-    query = sql.SQL(
-        "SELECT {key}::text AS spillway_key FROM {source} WHERE {where} AND {key} <= %s::{cast} ORDER BY {key}"
-    ).format(key=key, source=source, where=where, cast=_cast(dataset.key))
-    return [r[0] for r in fetch_tuples(conn, query, [*params, high])]
+        query = sql.SQL(
+            "SELECT spillway_k::text AS spillway_key FROM ("
+            " SELECT DISTINCT ON ((ctid::text::point)[0]) {key} AS spillway_k"
+            " FROM {table} TABLESAMPLE SYSTEM (%s) WHERE {on_key} AND {key} <= %s::{cast}"
+            " ORDER BY (ctid::text::point)[0], {key}) AS spillway_s ORDER BY spillway_k"
+        ).format(key=key, table=dataset.table, on_key=on_key, cast=_cast(dataset.key))
+        params: list[Any] = [share * 100, *key_params, high]
+    else:
+        # Named otherwise than the key: ORDER BY a name sorts by an output column of that name first.
+        query = sql.SQL(
+            "SELECT {key}::text AS spillway_key FROM {table} WHERE random() < %s AND {on_key}"
+            " AND {key} <= %s::{cast} ORDER BY {key}"
+        ).format(key=key, table=dataset.table, on_key=on_key, cast=_cast(dataset.key))
+        params = [share, *key_params, high]
+    return [r[0] for r in fetch_tuples(conn, query, params)]
 
 
 def bucket_sums(

@@ -7,6 +7,7 @@ has the column's type. Anything else raises :class:`SpecError` naming the proble
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +116,8 @@ def _check_value(column: Column, op: str, value: Any, where: str) -> str | int |
 
 def _typed(column: Column, text: str) -> str | int | bool:
     """A key attribute (always text) as the JSON value a filter on ``column`` would carry."""
-    if column.kind is INTEGER and text.lstrip("-").isascii() and text.lstrip("-").isdigit():
+    text = str(text)  # an attribute edited by hand in the database may be another JSON type
+    if column.kind is INTEGER and re.fullmatch(r"-?[0-9]{1,20}", text):
         return int(text)
     if column.kind is BOOLEAN and text in ("true", "false"):
         return text == "true"

@@ -16,6 +16,7 @@ import signal
 import socket
 import time
 
+import psycopg
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         preload(settings)
     except DatasetsError as exc:
         raise SystemExit(f"spillway worker: not starting: {exc}") from None
+    except psycopg.OperationalError as exc:
+        raise SystemExit(f"spillway worker: not starting: the source database is unreachable: {exc}") from None
     configure_logging()
     connection = Redis.from_url(settings.redis_url)
     queues = [Queue(name, connection=connection) for name in (settings.queue_control, settings.queue_chunks)]

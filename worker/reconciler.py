@@ -204,11 +204,12 @@ def reconcile(settings: Settings, redis: Redis, holder: str | None = None) -> di
         }
 
 
-def recover_dead_attempts(settings: Settings, redis: Redis) -> int:
+def recover_dead_attempts(settings: Settings, redis: Redis, suspects: set[tuple[Any, int, int]]) -> int:
     """The quick step, every ``SPILLWAY_LIVENESS_INTERVAL_S``: re-run at once the chunks whose
-    process died (their liveness lock is free, :mod:`shared.liveness`); return how many."""
+    process died (their liveness lock free at two checks in a row, :mod:`shared.liveness`);
+    return how many. ``suspects`` carries the first sightings between calls."""
     with connect_state(settings, state_label("reconciler")) as conn:
-        dead = expire_dead_attempts(conn)
+        dead = expire_dead_attempts(conn, suspects, settings.lease_s)
         for export_id, part_number in dead:
             with log_context(export=export_id, part=part_number):
                 log.warning("the process running this chunk died (its liveness lock is free)")
@@ -231,12 +232,15 @@ def main(argv: list[str] | None = None) -> None:
         datasets.load(settings)  # a bad datasets file stops the reconciler at start, like the API and workers
     except datasets.DatasetsError as exc:
         raise SystemExit(f"spillway reconciler: not starting: {exc}") from None
+    except psycopg.OperationalError as exc:
+        raise SystemExit(f"spillway reconciler: not starting: the source database is unreachable: {exc}") from None
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
     me = identity()
     lock = f"{settings.queue_prefix}:reconciler"
     interval = settings.reconcile_interval_s
+    suspects: set[tuple[Any, int, int]] = set()  # chunks seen without a live process once
     while not stopping["now"]:
         started = time.monotonic()
         try:
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
                 checked = time.monotonic()
                 try:
                     if redis.get(lock) == me.encode():  # the lock holder does the quick step too
-                        recover_dead_attempts(settings, redis)
+                        recover_dead_attempts(settings, redis, suspects)
                 except Exception:
                     log.exception("liveness check failed")
 

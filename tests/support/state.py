@@ -85,13 +85,16 @@ def exports_and_jobs(settings: Settings, redis: Redis) -> tuple[int, int]:
 
 
 def idle_in_transaction(settings: Settings) -> list[str]:
-    """Spillway's connections PostgreSQL holds ``idle in transaction`` right now (labels)."""
+    """Spillway's connections PostgreSQL holds ``idle in transaction`` right now (labels): the
+    API's at once, a worker's once it has been so for a second (a worker's own transaction sits
+    idle for microseconds between its statements; a leaked one stays for minutes)."""
     with psycopg.connect(settings.state_database_url) as conn:
         return [
             r[0]
             for r in conn.execute(
                 "SELECT application_name FROM pg_stat_activity WHERE state LIKE 'idle in transaction%%'"
-                " AND application_name LIKE %s",
-                (f"{LABEL_PREFIX}:%",),
+                " AND application_name LIKE %s AND (application_name NOT LIKE %s AND application_name NOT LIKE %s"
+                "  OR state_change < now() - interval '1 second')",
+                (f"{LABEL_PREFIX}:%", f"{LABEL_PREFIX}:state:%", f"{LABEL_PREFIX}:export:%"),
             )
         ]
