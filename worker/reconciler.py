@@ -193,7 +193,11 @@ def reconcile(settings: Settings, redis: Redis, holder: str | None = None) -> di
     """
     # Redis only, and first: due retries move even while Postgres is away, and the steps below
     # see them queued.
-    scheduled = enqueue_due_jobs(redis, settings, f"spillway-reconciler:{holder or identity()}")
+    try:
+        scheduled = enqueue_due_jobs(redis, settings, f"spillway-reconciler:{holder or identity()}")
+    except Exception:  # noqa: BLE001 - never let the scheduler step keep chunks from being recovered
+        log.exception("moving due jobs failed; the other steps run anyway")
+        scheduled = 0
     with connect_state(settings, state_label("reconciler")) as conn:
         return {
             "scheduled": scheduled,

@@ -88,6 +88,11 @@ def scheduler_alive(redis: Redis, name: str) -> bool:
         beat = RQScheduler.fetch(name, connection=redis).last_heartbeat
     except SchedulerNotFound:
         return True  # starting (or another reconciler's short hold): the lock's TTL bounds it
+    except (KeyError, ValueError, TypeError):
+        # A record RQ cannot read back: after Redis restarted empty, a live scheduler's next
+        # heartbeat writes its last_heartbeat field into a hash that has lost its name. It is
+        # alive (it beats); the lock's TTL bounds it otherwise.
+        return True
     return beat is None or (datetime.now(UTC) - beat).total_seconds() < SCHEDULER_STALE_S
 
 

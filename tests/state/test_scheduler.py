@@ -139,3 +139,16 @@ def test_a_scheduled_job_no_registry_holds_is_recovered(state_conn, redis, quiet
     reconciler.recover_chunks(state_conn, redis, quiet)
     assert Job.exists(q.chunk_job_id(export_id, 2, 1), connection=redis)  # the stranded one is replaced
     assert not Job.exists(q.chunk_job_id(export_id, 1, 1), connection=redis)  # the waiting retry is left alone
+
+
+def test_a_scheduler_record_that_lost_its_name_counts_as_alive(redis):
+    """After Redis restarted empty, a live scheduler's heartbeat writes into a hash with no
+    name: RQ cannot read it back, and the reconciler must neither crash nor take over."""
+    from rq.scheduler import SCHEDULER_KEY_TEMPLATE
+
+    name = f"restarted-{uuid.uuid4().hex[:8]}"
+    redis.hset(SCHEDULER_KEY_TEMPLATE % name, "last_heartbeat", utcformat(datetime.now(UTC)))
+    try:
+        assert scheduling.scheduler_alive(redis, name)
+    finally:
+        redis.delete(SCHEDULER_KEY_TEMPLATE % name)
