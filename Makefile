@@ -34,6 +34,7 @@ lint: venv          ## ruff (lint, import order, format) and mypy, as configured
 
 test: lint          ## lint first; everything the tests need is brought up; all tests run
 	$(PY) -m deploy.stack up --deps-only
+	$(PY) -m deploy.test_tools
 	$(CLIENT) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv     ## unit tests and the state-machine tests (PostgreSQL, no worker processes), in seconds

@@ -21,13 +21,14 @@ from api.views import export_json
 from shared import exports_repo as repo
 from shared.datasets import registry
 from shared.db import connect_source, process_label
+from shared.formats import formats_json
 from shared.lifecycle import admit, end_export
 from shared.models import Export, ExportStatus
 from shared.query import count_capped
 from shared.readslots import release_read_slot, take_read_slot
 from shared.records import fetch_value
 from shared.settings import Settings
-from shared.spec import ExportSpec, ScopeError, SpecError, parse_spec
+from shared.spec import ExportSpec, ScopeError, SpecError, parse_spec, xlsx_too_many_rows
 
 bp = Blueprint("exports", __name__)
 
@@ -43,7 +44,7 @@ BUSY_RETRY_AFTER_S = 2  # what a 429 for busy read slots suggests
 def list_datasets():
     """The exportable datasets (the datasets file), with their columns, types, renderings,
     filters, and whether a key attribute scopes their rows."""
-    return jsonify({"datasets": [d.describe() for d in registry().values()]})
+    return jsonify({"datasets": [d.describe() for d in registry().values()], "formats": formats_json()})
 
 
 @bp.post("/exports")
@@ -58,6 +59,8 @@ def create_export():
     except SpecError as exc:
         raise ApiError(400, "invalid_request", exc.message, field=exc.field) from None
     key = _idempotency_key()  # validated first: a bad header is a 400 whatever the tier
+    if spec.format == "xlsx":
+        _check_xlsx_rows(s, spec)
     if spec.delivery != "async":
         answer = _inline_answer(s, spec)
         if answer is not None:
@@ -84,9 +87,17 @@ def create_export():
     return _accepted(export)
 
 
-def _count_matching(s: Settings, spec: ExportSpec) -> int | None:
-    """Rows matching the spec, counted up to ``inline_max_rows + 1``; None if it took too long."""
-    query, params = count_capped(spec.source, spec, s.inline_max_rows + 1)
+def _check_xlsx_rows(s: Settings, spec: ExportSpec) -> None:
+    """400 when more rows match than an XLSX may hold (counted with the count's time limit;
+    past it the planner checks the exact figure and fails the export with the same message)."""
+    matching = _count_matching(s, spec, s.xlsx_max_rows + 1)
+    if matching is not None and matching > s.xlsx_max_rows:
+        raise ApiError(400, "too_many_rows_for_xlsx", xlsx_too_many_rows(matching, s.xlsx_max_rows), field="format")
+
+
+def _count_matching(s: Settings, spec: ExportSpec, cap: int | None = None) -> int | None:
+    """Rows matching the spec, counted up to ``cap`` (``inline_max_rows + 1``); None if it took too long."""
+    query, params = count_capped(spec.source, spec, cap or s.inline_max_rows + 1)
     with connect_source(s, process_label("api:count")) as conn:
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(s.count_timeout_ms),))
         try:

@@ -20,6 +20,7 @@ from flask import url_for
 
 from api.errors import ApiError
 from shared.crc import CRC32_ALGORITHM, crc32_hex
+from shared.formats import Output
 from shared.models import Export, ExportStatus
 from shared.settings import Settings
 from shared.storage import presign_download, probe_s3_client
@@ -109,7 +110,9 @@ def signed_download(settings: Settings, export: Export) -> dict[str, Any]:
         )
     url_expires = datetime.now(UTC) + timedelta(seconds=settings.download_url_ttl_s)
     link: dict[str, Any] = {
-        "url": presign_download(settings, export.object_key or "", export.filename),
+        "url": presign_download(
+            settings, export.object_key or "", export.filename, Output.of_spec(export.spec).content_type
+        ),
         "expires_at": _iso(url_expires),
         "verified": found == ObjectCheck.SAME,
     }

@@ -59,11 +59,11 @@ def build_parser(defaults: dict[str, Any] | None = None) -> argparse.ArgumentPar
     parser = argparse.ArgumentParser(
         prog="python -m client.cli",
         parents=[_connection_options(defaults)],
-        description="Spillway client: export PostgreSQL datasets to CSV.",
+        description="Spillway client: export PostgreSQL datasets to CSV, JSON Lines or XLSX.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    export = commands.add_parser("export", parents=[common], help="export a dataset to a CSV file and verify it")
+    export = commands.add_parser("export", parents=[common], help="export a dataset to a file and verify it")
     export.add_argument("dataset")
     export.add_argument("--columns", help="comma-separated column names (default: the dataset's defaults)")
     export.add_argument(
@@ -76,7 +76,9 @@ def build_parser(defaults: dict[str, Any] | None = None) -> argparse.ArgumentPar
     export.add_argument("--filter-json", metavar="JSON", help='filters as JSON, e.g. \'{"price": {"lt": 50}}\'')
     export.add_argument("--delivery", choices=("auto", "inline", "async"), default="auto")
     export.add_argument("--filename", help="the file name the server stores and suggests")
-    export.add_argument("--bom", action="store_true", help="start the file with a UTF-8 BOM (for Excel)")
+    export.add_argument("--format", choices=("csv", "jsonl", "xlsx"), default="csv", help="the file's format")
+    export.add_argument("--gzip", action="store_true", help="gzip-compress the file (csv and jsonl)")
+    export.add_argument("--bom", action="store_true", help="start a CSV with a UTF-8 BOM (for Excel)")
     export.add_argument(
         "--no-neutralize", action="store_true", help="do not neutralise spreadsheet formulas (for machine consumers)"
     )
@@ -132,7 +134,15 @@ def cmd_export(api: ApiClient, args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
     request = export_request(
-        args.dataset, columns, filters, args.delivery, args.filename, args.bom, not args.no_neutralize
+        args.dataset,
+        columns,
+        filters,
+        args.delivery,
+        args.filename,
+        args.bom,
+        not args.no_neutralize,
+        fmt=args.format,
+        gzip=args.gzip,
     )
     progress = SilentProgress() if args.quiet else ProgressPrinter()
     outcome = run_export(api, request, args.output, progress, args.poll_interval, args.cancel_after)

@@ -43,7 +43,8 @@ class ExportOutcome:
         delivery: ``inline`` or ``async``.
         export_id: the async export's id (None for inline).
         path: the file written (None when nothing was downloaded).
-        rows: CSV records found in the file (header excluded).
+        filename: the file's name as the API gave it (its extension says its format).
+        rows: records found in the file (a header excluded).
         rows_expected: ``progress.total_rows`` or ``X-Spillway-Rows``.
         bytes: the file's size.
         bytes_expected: the stored object's size (async only).
@@ -58,6 +59,7 @@ class ExportOutcome:
     delivery: str
     export_id: str | None = None
     path: Path | None = None
+    filename: str | None = None
     rows: int | None = None
     rows_expected: int | None = None
     bytes: int = 0
@@ -116,13 +118,17 @@ def export_request(
     filename: str | None = None,
     bom: bool = False,
     neutralize_formulas: bool = True,
+    fmt: str = "csv",
+    gzip: bool = False,
 ) -> dict[str, Any]:
     """The ``POST /exports`` body; options left at None are omitted so the API's defaults apply."""
-    body: dict[str, Any] = {
-        "dataset": dataset,
-        "delivery": delivery,
-        "csv": {"bom": bom, "neutralize_formulas": neutralize_formulas},
-    }
+    body: dict[str, Any] = {"dataset": dataset, "delivery": delivery, "format": fmt}
+    if fmt == "csv":
+        body["csv"] = {"bom": bom, "neutralize_formulas": neutralize_formulas}
+    elif fmt == "xlsx":
+        body["xlsx"] = {"neutralize_formulas": neutralize_formulas}
+    if gzip:
+        body["compression"] = "gzip"
     if columns:
         body["columns"] = list(columns)
     if filters:
@@ -153,7 +159,9 @@ def _int_or_none(value: Any) -> int | None:
 def _verify_into(outcome: ExportOutcome, clock: Clock) -> ExportOutcome:
     assert outcome.path is not None
     started = clock()
-    check = verify_file(outcome.path, outcome.rows_expected, outcome.bytes_expected, outcome.checksum_expected)
+    check = verify_file(
+        outcome.path, outcome.rows_expected, outcome.bytes_expected, outcome.checksum_expected, outcome.filename
+    )
     outcome.phases["verify"] = clock() - started
     outcome.rows, outcome.bytes, outcome.checksum = check.rows_found, check.bytes_found, check.checksum_found
     outcome.problems.extend(check.problems)
@@ -171,7 +179,11 @@ def _save_inline(
     name = safe_filename(_disposition_filename(response.headers.get("Content-Disposition")), "export.csv")
     path = output or Path(name)
     outcome = ExportOutcome(
-        "completed", "inline", path=path, rows_expected=_int_or_none(response.headers.get("X-Spillway-Rows"))
+        "completed",
+        "inline",
+        path=path,
+        filename=name,
+        rows_expected=_int_or_none(response.headers.get("X-Spillway-Rows")),
     )
     stream_started = clock()
     save_body(response, path, None, _download_reporter(progress, clock))
@@ -261,6 +273,7 @@ def _download_completed(
         export["status"],
         "async",
         export_id=export["id"],
+        filename=export.get("filename"),
         phases=phases,
         rows_expected=progress_json.get("total_rows"),
         bytes_expected=export.get("object_bytes"),

@@ -1,19 +1,28 @@
-"""Checking a downloaded CSV file against what the API said it holds.
+"""Checking a downloaded file against what the API said it holds.
 
-Invariant: records are counted the way a CSV reader sees them (RFC 4180 quoting, so a CR
-or LF inside a quoted field does not start a record; a UTF-8 BOM is not data; the header
-row is not a record), never by counting lines, and a file that is not well-formed CSV
-fails the check instead of producing a count. The checksum is computed over the file's
-bytes as read back from disk, every byte, BOM and header included, exactly as stored.
+Invariant: records are counted the way a reader of the format sees them, never by counting
+bytes: a CSV by RFC 4180 quoting (a CR or LF inside a quoted field does not start a record;
+a UTF-8 BOM is not data; the header row is not a record), JSON Lines by parsing every line as
+a JSON object, an XLSX by testing its ZIP entries' CRCs and counting each sheet's ``<row>``
+elements past its header; a gzip file is decompressed on the fly. A file that is not
+well-formed fails the check instead of producing a count. The checksum is computed over the
+file's bytes as read back from disk, every byte, exactly as stored.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import io
+import json
+import re
+import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
+from xml.etree.ElementTree import ParseError, iterparse
 
 FIELD_SIZE_LIMIT = 1 << 30  # the csv module's default (128 KiB) is below some legitimate cells
 READ_BLOCK_BYTES = 1024 * 1024  # the checksum reads the file in blocks of this size: bounded memory
@@ -23,30 +32,104 @@ class CsvCheckError(ValueError):
     """The file is not UTF-8 CSV as Spillway writes it; the message says where."""
 
 
-def count_csv_records(path: Path) -> int:
+_SHEET = re.compile(r"xl/worksheets/sheet([0-9]+)\.xml")
+_ROW_TAG = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}row"
+
+
+def file_kind(name: str) -> tuple[str, bool]:
+    """``(format, gzipped)`` from a file name's extension (``x.csv.gz`` → ``("csv", True)``); CSV by default."""
+    lower = name.lower()
+    gzipped = lower.endswith(".gz")
+    stem = lower[:-3] if gzipped else lower
+    for fmt in ("jsonl", "xlsx"):
+        if stem.endswith(f".{fmt}"):
+            return fmt, gzipped
+    return "csv", gzipped
+
+
+def _open_binary(path: Path, gzipped: bool) -> IO[bytes]:
+    return cast(IO[bytes], gzip.open(path, "rb")) if gzipped else open(path, "rb")
+
+
+def count_csv_records(path: Path, gzipped: bool = False) -> int:
     """Count the data records of a CSV file with a header row.
 
     Args:
-        path: a UTF-8 CSV file, optionally starting with a BOM.
+        path: a UTF-8 CSV file, optionally starting with a BOM (gzip-compressed if ``gzipped``).
 
     Returns:
         The number of records after the header (0 for an empty file or a header alone).
 
     Raises:
-        CsvCheckError: the file is not valid UTF-8 or not well-formed CSV.
+        CsvCheckError: the file is not valid UTF-8 or not well-formed CSV (or gzip).
     """
     if csv.field_size_limit() < FIELD_SIZE_LIMIT:
         csv.field_size_limit(FIELD_SIZE_LIMIT)
     records = 0
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        with io.TextIOWrapper(_open_binary(path, gzipped), newline="", encoding="utf-8-sig") as handle:
             for _ in csv.reader(handle, strict=True):
                 records += 1
     except UnicodeDecodeError as exc:
         raise CsvCheckError(f"{path} is not valid UTF-8 after {records} records: {exc.reason}") from None
     except csv.Error as exc:
         raise CsvCheckError(f"{path} is not well-formed CSV after {records} records: {exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CsvCheckError(f"{path} is not a complete gzip file after {records} records: {exc}") from None
     return max(0, records - 1)
+
+
+def count_jsonl_records(path: Path, gzipped: bool = False) -> int:
+    """Count the lines of a JSON Lines file, each of which must be one JSON object."""
+    records = 0
+    try:
+        with _open_binary(path, gzipped) as handle:
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    raise CsvCheckError(f"{path}: line {records + 1} does not end with a line feed")
+                if not isinstance(json.loads(line), dict):
+                    raise CsvCheckError(f"{path}: line {records + 1} is not a JSON object")
+                records += 1
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, CsvCheckError):
+            raise
+        raise CsvCheckError(f"{path}: line {records + 1} is not valid JSON: {exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CsvCheckError(f"{path} is not a complete gzip file after {records} records: {exc}") from None
+    return records
+
+
+def _sheet_names(book: zipfile.ZipFile) -> Iterator[str]:
+    sheets = [(int(m.group(1)), name) for name in book.namelist() if (m := _SHEET.fullmatch(name))]
+    return (name for _, name in sorted(sheets))
+
+
+def count_xlsx_records(path: Path) -> int:
+    """Count the data rows of an XLSX file: every sheet's ``<row>`` elements but its header row,
+    after checking every entry's CRC-32."""
+    try:
+        with zipfile.ZipFile(path) as book:
+            broken = book.testzip()
+            if broken is not None:
+                raise CsvCheckError(f"{path}: the ZIP entry {broken} fails its CRC check")
+            records = 0
+            for name in _sheet_names(book):
+                with book.open(name) as sheet:
+                    rows = sum(1 for _, element in iterparse(sheet) if element.tag == _ROW_TAG)
+                records += max(0, rows - 1)
+            return records
+    except (zipfile.BadZipFile, ParseError, OSError, EOFError, zlib.error) as exc:
+        raise CsvCheckError(f"{path} is not a well-formed XLSX file: {exc}") from None
+
+
+def count_records(path: Path, name: str | None = None) -> int:
+    """The data records of a file, read as the format its name (default: ``path``'s) says."""
+    fmt, gzipped = file_kind(name or path.name)
+    if fmt == "xlsx":
+        return count_xlsx_records(path)
+    if fmt == "jsonl":
+        return count_jsonl_records(path, gzipped)
+    return count_csv_records(path, gzipped)
 
 
 def file_crc32(path: Path) -> str:
@@ -84,13 +167,19 @@ class Verification:
 
 
 def verify_file(
-    path: Path, rows_expected: int | None, bytes_expected: int | None = None, checksum: dict[str, Any] | None = None
+    path: Path,
+    rows_expected: int | None,
+    bytes_expected: int | None = None,
+    checksum: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> Verification:
-    """Compare a file's size, checksum and CSV record count with the API's figures.
+    """Compare a file's size, checksum and record count with the API's figures.
 
     Args:
         checksum: the export's ``checksum`` as the API gives it, e.g.
             ``{"algorithm": "crc32", "value": "1c291ca3"}``.
+        name: the file's name as the API gave it, whose extension says its format (default:
+            the path's).
 
     A figure the API did not give (None) is not compared, except the row count: a file whose
     rows cannot be checked is reported as a problem rather than passed silently.
@@ -109,7 +198,7 @@ def verify_file(
                 f" the export's {expected or '(empty)'}"
             )
     try:
-        result.rows_found = count_csv_records(path)
+        result.rows_found = count_records(path, name)
     except CsvCheckError as exc:
         result.problems.append(str(exc))
         return result

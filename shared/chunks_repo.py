@@ -127,6 +127,8 @@ def record_part(
     size: int,
     *,
     crc32: int | None = None,
+    raw_bytes: int | None = None,
+    raw_crc32: int | None = None,
 ) -> tuple[bool, bool]:
     """Record an uploaded part and add it to the export's progress, fenced by ``attempt``.
 
@@ -134,6 +136,7 @@ def record_part(
         crc32: the CRC-32 of the part's bytes (:func:`zlib.crc32`), recorded in the same fenced
             statement as the ETag; None only from a worker that does not compute it, and then
             the export gets no whole-object checksum.
+        raw_bytes, raw_crc32: size and CRC-32 of the bytes before compression (gzip, xlsx).
 
     Returns:
         ``(recorded, finalize)``: whether this attempt's write was accepted, and whether it
@@ -142,8 +145,9 @@ def record_part(
     with conn.transaction():
         done = fetch_value(
             conn,
-            "UPDATE export_chunks SET status = %s, etag = %s, rows = %s, bytes = %s, crc32 = %s, finished_at = now(),"
-            " upload_part_number = %s, lease_expires_at = NULL WHERE export_id = %s AND part_number = %s"
+            "UPDATE export_chunks SET status = %s, etag = %s, rows = %s, bytes = %s, crc32 = %s, raw_bytes = %s,"
+            " raw_crc32 = %s, finished_at = now(), upload_part_number = %s, lease_expires_at = NULL"
+            " WHERE export_id = %s AND part_number = %s"
             " AND attempt = %s AND status = ANY(%s) RETURNING 1",
             (
                 ChunkStatus.DONE,
@@ -151,6 +155,8 @@ def record_part(
                 rows,
                 size,
                 crc32,
+                raw_bytes,
+                raw_crc32,
                 upload_part_number(part_number, attempt),
                 export_id,
                 part_number,

@@ -176,9 +176,20 @@ def start_export(conn: Conn, export_id: uuid.UUID, plan: Plan, object_key: str, 
             return False
         with conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO export_chunks (export_id, part_number, key_lo, key_hi, planned_rows, status)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                [(export_id, c.part_number, c.lo, c.hi, c.rows, ChunkStatus.PENDING) for c in plan.chunks],
+                "INSERT INTO export_chunks (export_id, part_number, key_lo, key_hi, planned_rows, status, layout)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        export_id,
+                        c.part_number,
+                        c.lo,
+                        c.hi,
+                        c.rows,
+                        ChunkStatus.PENDING,
+                        Jsonb(c.layout) if c.layout else None,
+                    )
+                    for c in plan.chunks
+                ],
             )
     return True
 

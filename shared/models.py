@@ -135,6 +135,9 @@ class Chunk:
     recoveries: int
     upload_part_number: int | None
     crc32: int | None  # CRC-32 of the part's bytes, recorded with the part
+    raw_bytes: int | None  # size of the bytes before compression (gzip, xlsx)
+    raw_crc32: int | None  # their CRC-32 (what a gzip member or an XLSX data descriptor holds)
+    layout: dict[str, Any] | None  # an XLSX chunk's sheet and place in it (shared.formats.Position)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", ChunkStatus(self.status))

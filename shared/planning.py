@@ -16,8 +16,8 @@ queries' ``ORDER BY`` and range conditions use too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -33,6 +33,10 @@ REFINE_ABOVE = 2  # a range of more than this many chunks' worth is cut again fr
 RUN_SPLIT = 8  # ... into runs of min_bytes / RUN_SPLIT
 # S3 allows 10,000 parts; each chunk reserves 10 part numbers (one per attempt, for fencing).
 MAX_CHUNKS = 1_000
+# An XLSX sheet's entry uses ZIP64 sizes when its XML may come near 4 GiB: estimated from the rows'
+# CSV lower bound plus this much markup per cell (an inline string's is 59 bytes), with 2x margin.
+XML_BYTES_PER_CELL = 64
+ZIP64_ABOVE = 2 * 1024**3
 
 Run = tuple[str, int, int]  # (last key of the run, rows, width lower bound of its rows)
 
@@ -49,6 +53,7 @@ class Chunk:
     hi: str | None
     rows: int
     min_bytes: int
+    layout: dict[str, Any] | None = field(default=None, compare=False)  # an XLSX chunk's place (shared.formats)
 
 
 @dataclass(frozen=True)
@@ -64,29 +69,90 @@ class Plan:
         return sum(c.rows for c in self.chunks)
 
 
-def merge_buckets(runs: Iterable[Run], min_bytes: int) -> list[Chunk]:
+def merge_buckets(runs: Iterable[Run], min_bytes: int, lo: str | None = None, first_part: int = 1) -> list[Chunk]:
     """Greedily merge ``(hi, rows, bytes)`` runs, in key order, into chunks of >= ``min_bytes``.
 
     The remainder (under ``min_bytes``) joins the previous chunk, so only the last chunk can
     be small when the whole export is. An empty export gets one empty chunk (the header).
+
+    Args:
+        lo: where the first chunk starts (exclusive; None: from the first key).
+        first_part: the first chunk's part number.
     """
     chunks: list[Chunk] = []
-    lo: str | None = None
     rows = size = 0
     hi: str | None = None
+    start = lo
     for run_hi, run_rows, run_bytes in runs:
         hi, rows, size = run_hi, rows + run_rows, size + run_bytes
         if size >= min_bytes:
-            chunks.append(Chunk(len(chunks) + 1, lo, hi, rows, size))
-            lo, rows, size = hi, 0, 0
+            chunks.append(Chunk(first_part + len(chunks), start, hi, rows, size))
+            start, rows, size = hi, 0, 0
     if rows:
         if chunks:
             last = chunks.pop()
             chunks.append(Chunk(last.part_number, last.lo, hi, last.rows + rows, last.min_bytes + size))
         else:
-            chunks.append(Chunk(1, None, hi, rows, size))
+            chunks.append(Chunk(first_part, start, hi, rows, size))
     if not chunks:
-        chunks.append(Chunk(1, None, None, 0, 0))
+        chunks.append(Chunk(first_part, start, None, 0, 0))
+    return chunks
+
+
+def split_runs_at(
+    conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, runs: list[Run], every: int
+) -> list[list[Run]]:
+    """Cut the runs into segments of exactly ``every`` rows (the last one: the rest).
+
+    A run that a cut falls inside is read row by row (its keys in order) and split at the
+    exact row; runs are at most a few chunks' worth, so little is read.
+    """
+    segments: list[list[Run]] = [[]]
+    done = 0  # rows in the finished segments and the current one
+    lo: str | None = None
+    for run in runs:
+        run_hi, run_rows, run_bytes = run
+        if done + run_rows <= (len(segments)) * every:  # the run fits the current segment
+            segments[-1].append(run)
+            done += run_rows
+            if done == len(segments) * every:
+                segments.append([])
+        else:
+            rows = size = 0
+            query, params = widths_in_order(dataset, spec, lo, run_hi)
+            with conn.cursor() as cur:
+                for key, width in cur.stream(query, params):
+                    rows, size, done = rows + 1, size + width, done + 1
+                    if done == len(segments) * every:
+                        segments[-1].append((key, rows, size))
+                        segments.append([])
+                        rows = size = 0
+            if rows:
+                segments[-1].append((run_hi, rows, size))
+        lo = run_hi
+    if not segments[-1] and len(segments) > 1:
+        segments.pop()  # the rows ended exactly at a cut
+    return segments
+
+
+def merge_segments(segments: Sequence[list[Run]], min_bytes: int, columns: int) -> list[Chunk]:
+    """Chunks of each segment (an XLSX sheet) on their own, with their place in the workbook."""
+    chunks: list[Chunk] = []
+    lo: str | None = None
+    for sheet, runs in enumerate(segments, 1):
+        merged = merge_buckets(runs, min_bytes, lo, len(chunks) + 1)
+        xml_estimate = (
+            sum(size for _, _, size in runs) + sum(rows for _, rows, _ in runs) * columns * XML_BYTES_PER_CELL
+        )
+        for i, chunk in enumerate(merged):
+            layout = {
+                "sheet": sheet,
+                "first": i == 0,
+                "last": i == len(merged) - 1,
+                "zip64": xml_estimate > ZIP64_ABOVE,
+            }
+            chunks.append(Chunk(chunk.part_number, chunk.lo, chunk.hi, chunk.rows, chunk.min_bytes, layout))
+        lo = merged[-1].hi
     return chunks
 
 
@@ -120,7 +186,14 @@ def fine_runs(
     return runs
 
 
-def cut_plan(conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, min_bytes: int) -> Plan:
+def cut_plan(
+    conn: psycopg.Connection[Any],
+    dataset: Dataset,
+    spec: ExportSpec,
+    min_bytes: int,
+    sheet_rows: int | None = None,
+    whole_up_to: int = 0,
+) -> Plan:
     """Fix the high-water mark and cut the matching rows into chunks.
 
     Args:
@@ -128,10 +201,13 @@ def cut_plan(conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, 
         dataset: the registry entry.
         spec: the validated request.
         min_bytes: the minimum CSV size of every chunk but the last.
+        sheet_rows: cut at every this many rows too, and give each chunk its sheet (XLSX).
+        whole_up_to: an export of at most this many rows is one chunk (per sheet), as the
+            inline tier writes it: a compressed file's bytes depend on where chunks end.
     """
     low, hwm = fetch_tuples(conn, key_bounds(dataset))[0]
     if hwm is None:
-        return Plan(None, tuple(merge_buckets([], min_bytes)))
+        return Plan(None, tuple(_layout([[]], min_bytes, spec, sheet_rows)))
     keys = sample_keys(conn, dataset, spec, hwm, SAMPLE_KEYS, sample_units(conn, dataset))
     bounds = boundaries(keys, hwm)
     runs: list[Run] = []
@@ -145,9 +221,18 @@ def cut_plan(conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, 
             else:
                 runs.append((run_hi, rows, size))
         lo = bound
-    chunks = merge_buckets(runs, min_bytes)
+    if sum(rows for _, rows, _ in runs) <= whole_up_to:
+        min_bytes = sum(size for _, _, size in runs) + 1
+    segments = split_runs_at(conn, dataset, spec, runs, sheet_rows) if sheet_rows else [runs]
+    chunks = _layout(segments, min_bytes, spec, sheet_rows)
     if len(chunks) > MAX_CHUNKS:
-        # Every chunk but the last reaches the threshold, so there are at most MAX_CHUNKS.
+        # Every chunk but the last of a segment reaches the threshold: at most MAX_CHUNKS plus one per sheet.
         total = sum(size for _, _, size in runs)
-        chunks = merge_buckets(runs, max(min_bytes, -(-total // MAX_CHUNKS)))
+        chunks = _layout(segments, max(min_bytes, -(-total // (MAX_CHUNKS - len(segments)))), spec, sheet_rows)
     return Plan(hwm, tuple(chunks))
+
+
+def _layout(segments: list[list[Run]], min_bytes: int, spec: ExportSpec, sheet_rows: int | None) -> list[Chunk]:
+    if sheet_rows:
+        return merge_segments(segments, min_bytes, len(spec.columns))
+    return merge_buckets(segments[0], min_bytes)

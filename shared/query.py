@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from shared import formulas
+from shared import formulas, xlsx
 from shared import pgtypes as t
 from shared.datasets import Column, Dataset
 from shared.records import fetch_tuples
@@ -32,6 +32,10 @@ _JSON_WHITESPACE = r'("(?:[^"\\]|\\.)*")|\s+'
 # infinities take to_json's form (the same ISO 8601, with ' BC' or the word).
 _FINITE_FROM = {t.TIMESTAMP: "0001-01-01 00:00:00", t.TIMESTAMPTZ: "0001-01-01 00:00:00+00"}
 _SHORTEST = {t.TIMESTAMP: 19, t.TIMESTAMPTZ: 25}  # 2024-01-31T13:05:00+00:00 without a fraction
+# Excel's 1900 date system: serial numbers from 1900-03-01 (earlier ones cross its 1900 leap-year
+# bug) to 9999-12-31; other timestamps are written as text (their CSV rendering).
+_EXCEL_FROM = {t.TIMESTAMP: "1900-03-01 00:00:00", t.TIMESTAMPTZ: "1900-03-01 00:00:00+00"}
+_EXCEL_UNTIL = {t.TIMESTAMP: "10000-01-01 00:00:00", t.TIMESTAMPTZ: "10000-01-01 00:00:00+00"}
 _SAMPLE_BY_BLOCKS = ("table", "materialized view")  # TABLESAMPLE SYSTEM works on these
 
 
@@ -164,13 +168,148 @@ def key_filters(dataset: Dataset, spec: ExportSpec) -> tuple[sql.Composable, lis
     return sql.SQL(" AND ").join(terms), list(condition.values())
 
 
-def chunk_copy(dataset: Dataset, spec: ExportSpec, lo: str | None, hi: str | None) -> tuple[sql.Composed, list[Any]]:
-    """``COPY (SELECT ... WHERE range AND filters ORDER BY key) TO STDOUT (FORMAT csv)``."""
-    where, params = where_clause(dataset, spec, lo, hi)
-    query = sql.SQL("COPY (SELECT {} FROM {} WHERE {} ORDER BY {}) TO STDOUT (FORMAT csv)").format(
-        select_list(dataset, spec), dataset.table, where, sql.Identifier(dataset.key.name)
+def _json_value(column: Column) -> sql.Composable:
+    """A JSON Lines value: the column itself (row_to_json types it), JSON compacted as in CSV."""
+    ident = sql.Identifier(column.name)
+    if column.kind is t.JSON:
+        return sql.SQL("regexp_replace({}::text, {}, '\\1', 'g')::json").format(ident, sql.Literal(_JSON_WHITESPACE))
+    return ident
+
+
+def _xml_text(value: sql.Composable) -> sql.Composable:
+    """Text as an inline string's XML (the rule of :func:`shared.xlsx.escape_text`): ``& < >``
+    and line breaks as references; characters XML forbids, and a literal ``_xHHHH_``, in
+    OOXML's ``_xHHHH_`` form — a slower path that only the rare cells holding them take."""
+    escaped = sql.SQL(
+        "replace(replace(replace(replace(replace({}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'),"
+        " E'\\r', '&#13;'), E'\\n', '&#10;')"
+    ).format(value)
+    slow: sql.Composable = sql.SQL("regexp_replace({}, '_(?=x[0-9A-Fa-f]{{4}}_)', '_x005F_', 'g')").format(escaped)
+    for code in xlsx.FORBIDDEN_CODES:
+        slow = sql.SQL("replace({}, {}, {})").format(slow, sql.Literal(chr(code)), sql.Literal(f"_x{code:04X}_"))
+    return sql.SQL("CASE WHEN {0} ~ {1} THEN {2} ELSE {3} END").format(
+        value, sql.Literal(xlsx.NEEDS_OOXML_ESCAPE), slow, escaped
     )
-    return query, params
+
+
+def _xlsx_string(text: sql.Composable, style: sql.Composable | None = None, escape: bool = True) -> sql.Composable:
+    body = _xml_text(text) if escape else text
+    start = sql.SQL("'<c t=\"inlineStr\"'") if style is None else sql.SQL("'<c t=\"inlineStr\"' || {}").format(style)
+    return sql.SQL("{} || '><is><t xml:space=\"preserve\">' || {} || '</t></is></c>'").format(start, body)
+
+
+def _xlsx_number(value: sql.Composable, style: int = xlsx.STYLE_DEFAULT) -> sql.Composable:
+    open_tag = "<c><v>" if style == xlsx.STYLE_DEFAULT else f'<c s="{style}"><v>'
+    return sql.SQL("{} || {} || '</v></c>'").format(sql.Literal(open_tag), value)
+
+
+def _xlsx_cell(column: Column, neutralize: bool) -> sql.Composable:
+    """One ``<c>`` of a row; NULL gives ``<c/>`` (cells carry no reference: each takes the next column)."""
+    ident = sql.Identifier(column.name)
+    kind = column.kind
+    # The CSV cell's text. inet's cast to text adds the mask (10.0.0.1/32), char(n)'s drops the
+    # padding; their output (concat() uses it) does neither.
+    output = sql.SQL("CASE WHEN {0} IS NOT NULL THEN concat({0}) END").format(ident)
+    if kind is t.INET:
+        text: sql.Composable = output
+    else:
+        text = sql.SQL("({})::text").format(_render(column, False))
+    cell: sql.Composable
+    if kind is t.INTEGER:
+        # Excel holds 15 significant digits: larger integers (ids) stay exact as text.
+        cell = sql.SQL("CASE WHEN {0} BETWEEN -999999999999999 AND 999999999999999 THEN {1} ELSE {2} END").format(
+            ident,
+            _xlsx_number(sql.SQL("{}::text").format(ident)),
+            _xlsx_string(sql.SQL("{}::text").format(ident), escape=False),
+        )
+    elif kind in (t.NUMERIC, t.FLOAT):
+        cell = sql.SQL("CASE WHEN {0} IN ('NaN', 'Infinity', '-Infinity') THEN {1} ELSE {2} END").format(
+            ident,
+            _xlsx_string(sql.SQL("{}::text").format(ident), escape=False),
+            _xlsx_number(sql.SQL("{}::text").format(ident)),
+        )
+    elif kind is t.BOOLEAN:
+        cell = sql.SQL(
+            "CASE WHEN {0} THEN '<c t=\"b\"><v>1</v></c>' WHEN NOT {0} THEN '<c t=\"b\"><v>0</v></c>' END"
+        ).format(ident)
+    elif kind is t.DATE:
+        serial = sql.SQL("({} - DATE '1899-12-30')::text").format(ident)
+        cell = sql.SQL("CASE WHEN {0} >= DATE '1900-03-01' AND {0} <= DATE '9999-12-31' THEN {1} ELSE {2} END").format(
+            ident, _xlsx_number(serial, xlsx.STYLE_DATE), _xlsx_string(text, escape=False)
+        )
+    elif kind in (t.TIMESTAMP, t.TIMESTAMPTZ):
+        serial = sql.SQL("(date_part('epoch', {}) / 86400 + 25569)::text").format(ident)  # 25569: 1970-01-01
+        cell = sql.SQL("CASE WHEN {0} >= {1} AND {0} < {2} THEN {3} ELSE {4} END").format(
+            ident,
+            sql.Literal(_EXCEL_FROM[kind]),
+            sql.Literal(_EXCEL_UNTIL[kind]),
+            _xlsx_number(serial, xlsx.STYLE_DATETIME),
+            _xlsx_string(text, escape=False),
+        )
+    elif kind is t.TIME:
+        cell = _xlsx_number(sql.SQL("(date_part('epoch', {}) / 86400)::text").format(ident), xlsx.STYLE_TIME)
+    elif kind in (t.TEXT, t.ENUM):
+        value = _as_text(column)
+        style: sql.Composable = sql.SQL("''")
+        if neutralize:
+            style = sql.SQL("CASE WHEN ascii({0}) IN ({1}) AND {0} ~ {2} AND {0} !~ {3} THEN {4} ELSE '' END").format(
+                value,
+                _FIRST_CODES,
+                sql.Literal(formulas.DANGER),
+                sql.Literal(formulas.STRICT_NUMBER),
+                sql.Literal(f' s="{xlsx.STYLE_QUOTED}"'),
+            )
+        cell = _xlsx_string(output if column.type.base == "bpchar" else value, style)
+    elif kind in (t.UUID, t.BYTEA, t.INTERVAL, t.MACADDR):
+        cell = _xlsx_string(text, escape=False)  # hex digits, letters, punctuation: nothing to escape
+    else:
+        cell = _xlsx_string(text)
+    return sql.SQL("coalesce({}, '<c/>')").format(cell)
+
+
+def _rows_query(dataset: Dataset, spec: ExportSpec, where: sql.Composable) -> sql.Composed:
+    """The SELECT producing one rendered row per line of the COPY, in key order."""
+    key = sql.Identifier(dataset.key.name)
+    if spec.format == "jsonl":
+        cells = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(_json_value(dataset.column(name)), sql.Identifier(name)) for name in spec.columns
+        )
+        return sql.SQL(
+            "SELECT row_to_json(spillway_r)::text FROM (SELECT {} FROM {} AS spillway_t WHERE {}"
+            " ORDER BY spillway_t.{}) AS spillway_r"
+        ).format(cells, dataset.table, where, key)
+    if spec.format == "xlsx":
+        cells = sql.SQL(", ").join(_xlsx_cell(dataset.column(name), spec.neutralize_formulas) for name in spec.columns)
+        return sql.SQL("SELECT concat('<row>', {}, '</row>') FROM {} WHERE {} ORDER BY {}").format(
+            cells, dataset.table, where, key
+        )
+    return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
+        select_list(dataset, spec), dataset.table, where, key
+    )
+
+
+# A machine format's rows are single lines that COPY must write as they are: CSV mode with a
+# quote and a delimiter no rendered row can hold (JSON and our XML escape every control
+# character), so no row is ever quoted — text mode would double every backslash.
+_AS_IS = sql.SQL("(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+
+
+def chunk_copy(
+    dataset: Dataset, spec: ExportSpec, lo: str | None, hi: str | None, rows: tuple[int, int] | None = None
+) -> tuple[sql.Composed, list[Any]]:
+    """``COPY (SELECT ... WHERE range AND filters ORDER BY key) TO STDOUT``: one line per row
+    in the spec's format (CSV cells, a JSON object, an XLSX ``<row>``).
+
+    Args:
+        rows: ``(limit, offset)`` — the inline tier's XLSX reads one sheet per statement.
+    """
+    where, params = where_clause(dataset, spec, lo, hi)
+    select = _rows_query(dataset, spec, where)
+    if rows is not None:
+        select = select + sql.SQL(" LIMIT %s OFFSET %s")
+        params = [*params, *rows]
+    options = sql.SQL("(FORMAT csv)") if spec.format == "csv" else _AS_IS
+    return sql.SQL("COPY ({}) TO STDOUT {}").format(select, options), params
 
 
 def count_capped(dataset: Dataset, spec: ExportSpec, cap: int) -> tuple[sql.Composed, list[Any]]:
@@ -287,7 +426,10 @@ def widths_in_order(dataset: Dataset, spec: ExportSpec, lo: str | None, hi: str)
 
 
 def header_bytes(spec: ExportSpec) -> bytes:
-    """The header row (RFC 4180 quoting, LF line end like COPY) with the optional BOM."""
+    """A CSV's header row (RFC 4180 quoting, LF line end like COPY) with the optional BOM;
+    nothing for JSON Lines; an XLSX sheet's header is in its prolog (:mod:`shared.xlsx`)."""
+    if spec.format != "csv":
+        return b""
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow(spec.columns)
     return (BOM if spec.bom else b"") + out.getvalue().encode()

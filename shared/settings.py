@@ -49,6 +49,8 @@ DEFAULT_BODY_TIMEOUT_S = 10.0  # A body that has not fully arrived after this is
 DEFAULT_COUNT_TIMEOUT_MS = 2000  # The count behind the tier choice; past it, auto goes async.
 DEFAULT_API_STATEMENT_TIMEOUT_MS = 5000  # Every state query of the API (polls, lists) is short.
 DEFAULT_INLINE_SLOT_WAIT_S = 2.0  # An inline export waits this long for a read slot before going async (or 429).
+DEFAULT_XLSX_SHEET_ROWS = 1_048_575  # Excel's 1,048,576 rows a sheet, minus the header row.
+DEFAULT_XLSX_MAX_ROWS = 10_000_000  # Ten sheets: beyond this a spreadsheet is the wrong tool.
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
 
 
@@ -99,6 +101,8 @@ class Settings:
     count_timeout_ms: int = DEFAULT_COUNT_TIMEOUT_MS
     api_statement_timeout_ms: int = DEFAULT_API_STATEMENT_TIMEOUT_MS
     inline_slot_wait_s: float = DEFAULT_INLINE_SLOT_WAIT_S
+    xlsx_sheet_rows: int = DEFAULT_XLSX_SHEET_ROWS
+    xlsx_max_rows: int = DEFAULT_XLSX_MAX_ROWS
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     api_processes: int = DEFAULT_API_PROCESSES
@@ -109,6 +113,8 @@ class Settings:
     dashboard_password: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
+        if self.xlsx_sheet_rows > DEFAULT_XLSX_SHEET_ROWS:
+            raise SettingsError(f"{PREFIX}XLSX_SHEET_ROWS must be at most {DEFAULT_XLSX_SHEET_ROWS} (Excel's sheet)")
         if self.part_min_bytes < S3_MIN_PART_BYTES:
             raise SettingsError(f"{PREFIX}PART_MIN_BYTES must be at least {S3_MIN_PART_BYTES} (S3's minimum part size)")
         for name in (
@@ -124,6 +130,8 @@ class Settings:
             "max_body_bytes",
             "count_timeout_ms",
             "api_statement_timeout_ms",
+            "xlsx_sheet_rows",
+            "xlsx_max_rows",
         ):
             if getattr(self, name) < 0 or (name != "inline_max_rows" and getattr(self, name) == 0):
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}")

@@ -14,13 +14,14 @@ from typing import Any
 
 from shared.datasets import Column, Dataset, get_dataset, registry
 from shared.filenames import FILENAME_RULE, is_valid_filename
+from shared.formats import COMPRESSIBLE, COMPRESSIONS, FORMATS, Output
+from shared.formats import OPTIONS as _OPTIONS
 from shared.pgtypes import BOOLEAN, INTEGER, ValueProblem, filter_value
 from shared.pgtypes import show as _show
 
 MAX_IN_VALUES = 1000
 DELIVERIES = ("auto", "inline", "async")
-_TOP_LEVEL = {"dataset", "columns", "filters", "format", "delivery", "filename", "csv"}
-_CSV_OPTIONS = {"bom", "neutralize_formulas"}
+_TOP_LEVEL = {"dataset", "columns", "filters", "format", "compression", "delivery", "filename", "csv", "xlsx"}
 
 
 class SpecError(ValueError):
@@ -30,6 +31,14 @@ class SpecError(ValueError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+def xlsx_too_many_rows(rows: int, limit: int) -> str:
+    """The message of an XLSX export over the configured maximum."""
+    return (
+        f"{rows if rows <= limit else f'more than {limit}'} rows match, more than an xlsx export may hold"
+        f" ({limit}, SPILLWAY_XLSX_MAX_ROWS); use format csv or jsonl, or filter the rows"
+    )
 
 
 class ScopeError(SpecError):
@@ -47,9 +56,13 @@ class ExportSpec:
             and booleans as JSON, the rest as the text PostgreSQL reads back with a cast to the
             column's type (lists for ``in``).
         delivery: ``auto``, ``inline`` or ``async``.
-        filename: the download's file name.
-        bom: start the file with a UTF-8 byte order mark (for Excel).
-        neutralize_formulas: prefix cells that a spreadsheet would run as a formula with ``'``.
+        filename: the download's file name (ending in the format's extension).
+        format: ``csv``, ``jsonl`` or ``xlsx``.
+        compression: ``none`` or ``gzip`` (csv and jsonl only).
+        bom: start a CSV with a UTF-8 byte order mark (for Excel).
+        neutralize_formulas: keep text that a spreadsheet would run as a formula inert — in a
+            CSV prefixed with ``'``, in an XLSX stored as text with Excel's quote prefix; a
+            JSON Lines file is a machine format and is never changed.
         scope: ``{column: value}`` of the dataset's row scope, bound from the calling key's
             attributes when the export was requested (never from the request body).
     """
@@ -62,6 +75,13 @@ class ExportSpec:
     bom: bool = False
     neutralize_formulas: bool = True
     scope: Mapping[str, str] = field(default_factory=dict)
+    format: str = "csv"
+    compression: str = "none"
+
+    @property
+    def output(self) -> Output:
+        """The file's format and compression."""
+        return Output(self.format, self.compression)
 
     @property
     def source(self) -> Dataset:
@@ -81,12 +101,18 @@ class ExportSpec:
             "dataset": self.dataset,
             "columns": list(self.columns),
             "filters": self.filters,
-            "format": "csv",
+            "format": self.format,
+            **({"compression": self.compression} if self.format in COMPRESSIBLE else {}),
             "delivery": self.delivery,
             "filename": self.filename,
-            "csv": {"bom": self.bom, "neutralize_formulas": self.neutralize_formulas},
+            **self._options(),
             **({"scope": dict(self.scope)} if self.scope else {}),
         }
+
+    def _options(self) -> dict[str, Any]:
+        values = {"bom": self.bom, "neutralize_formulas": self.neutralize_formulas}
+        names = _OPTIONS.get(self.format)
+        return {self.format: {name: values[name] for name in names}} if names else {}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExportSpec:
@@ -217,8 +243,19 @@ def parse_spec(
     dataset = get_dataset(name)
     if dataset is None:
         raise SpecError(f"unknown dataset {_show(name)} (available: {', '.join(sorted(registry()))})", "dataset")
-    if body.get("format", "csv") != "csv":
-        raise SpecError(f"unknown format {_show(body.get('format'))} (available: csv)", "format")
+    fmt = body.get("format", "csv")
+    if fmt not in FORMATS:
+        raise SpecError(f"unknown format {_show(fmt)} (available: {', '.join(FORMATS)})", "format")
+    compression = body.get("compression", "none")
+    if compression not in COMPRESSIONS:
+        raise SpecError(
+            f"unknown compression {_show(compression)} (available: {', '.join(COMPRESSIONS)})", "compression"
+        )
+    if compression != "none" and fmt not in COMPRESSIBLE:
+        raise SpecError(
+            f"compression applies to {' and '.join(COMPRESSIBLE)}; an {fmt} file is compressed already", "compression"
+        )
+    output = Output(fmt, compression)
 
     columns = body.get("columns")
     if columns is None:
@@ -237,23 +274,15 @@ def parse_spec(
         raise SpecError(f"unknown delivery {_show(delivery)} (allowed: {', '.join(DELIVERIES)})", "delivery")
 
     filename = body.get("filename")
+    extension = output.extension
     if filename is None:
-        filename = f"{dataset.name}.csv"
-    elif isinstance(filename, str) and not filename.lower().endswith(".csv"):
-        filename += ".csv"
+        filename = f"{dataset.name}{extension}"
+    elif isinstance(filename, str) and not filename.lower().endswith(extension):
+        filename += extension
     if not is_valid_filename(filename):
-        raise SpecError(f"filename must be {FILENAME_RULE}, ending in .csv (added when missing)", "filename")
+        raise SpecError(f"filename must be {FILENAME_RULE}, ending in {extension} (added when missing)", "filename")
 
-    csv_options = body.get("csv")
-    if csv_options is None:
-        csv_options = {}
-    if not isinstance(csv_options, dict):
-        raise SpecError('csv must be an object like {"bom": false, "neutralize_formulas": true}', "csv")
-    unknown = sorted(set(csv_options) - _CSV_OPTIONS)
-    if unknown:
-        raise SpecError(
-            f"unknown csv option {_show(unknown[0])} (allowed: bom, neutralize_formulas)", f"csv.{unknown[0]}"
-        )
+    options = _parse_options(body, fmt)
 
     return ExportSpec(
         dataset=dataset.name,
@@ -261,7 +290,31 @@ def parse_spec(
         filters=_parse_filters(dataset, body.get("filters")),
         delivery=delivery,
         filename=filename,
-        bom=_parse_bool(csv_options.get("bom"), "csv.bom", False),
-        neutralize_formulas=_parse_bool(csv_options.get("neutralize_formulas"), "csv.neutralize_formulas", True),
+        bom=_parse_bool(options.get("bom"), f"{fmt}.bom", False),
+        neutralize_formulas=_parse_bool(
+            options.get("neutralize_formulas"), f"{fmt}.neutralize_formulas", fmt in _OPTIONS
+        ),
         scope=_scope(dataset, scope_values if scope_values is not None else attributes or {}, scope_values is not None),
+        format=fmt,
+        compression=compression,
     )
+
+
+def _parse_options(body: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """The options object of the chosen format (``csv``, ``xlsx``); another format's is an error."""
+    for other in _OPTIONS:
+        if other != fmt and body.get(other) is not None:
+            raise SpecError(f"{other} options apply to format {other}, not {fmt}", other)
+    options = body.get(fmt)
+    allowed = _OPTIONS.get(fmt, ())
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        example = ", ".join(f'"{name}": false' for name in allowed)
+        raise SpecError(f"{fmt} must be an object like {{{example}}}", fmt)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise SpecError(
+            f"unknown {fmt} option {_show(unknown[0])} (allowed: {', '.join(allowed)})", f"{fmt}.{unknown[0]}"
+        )
+    return options

@@ -36,6 +36,16 @@ def object_key(settings: Settings, export_id: uuid.UUID, filename: str) -> str:
     return f"{settings.s3_prefix}{export_id}/{filename}"
 
 
+def staged_prefix(settings: Settings, export_id: uuid.UUID) -> str:
+    """Where a staged export's chunk objects live (no file name holds a ``/``, so none collides)."""
+    return f"{settings.s3_prefix}{export_id}/.parts/"
+
+
+def staged_key(settings: Settings, export_id: uuid.UUID, upload_part_number: int) -> str:
+    """The object of one chunk attempt of a staged export (:mod:`shared.formats`)."""
+    return f"{staged_prefix(settings, export_id)}{upload_part_number:05d}"
+
+
 def export_id_of_key(settings: Settings, key: str) -> uuid.UUID | None:
     """The export id in an :func:`object_key`, or None for a key of another layout."""
     if not key.startswith(settings.s3_prefix):
@@ -83,13 +93,14 @@ def public_s3_client(settings: Settings) -> BaseClient:
     return _make_client(settings.s3_public_endpoint_url, settings)
 
 
-def presign_download(settings: Settings, key: str, filename: str) -> str:
+def presign_download(settings: Settings, key: str, filename: str, content_type: str = "text/csv; charset=utf-8") -> str:
     """Return a short-lived presigned GET URL that downloads ``key`` as ``filename``.
 
     Args:
         settings: where the bucket is and how long the URL lives (``download_url_ttl_s``).
         key: the object key.
         filename: the name the browser saves the file as.
+        content_type: the file's media type (its format's).
     """
     url: str = public_s3_client(settings).generate_presigned_url(
         "get_object",
@@ -97,7 +108,7 @@ def presign_download(settings: Settings, key: str, filename: str) -> str:
             "Bucket": settings.s3_bucket,
             "Key": key,
             "ResponseContentDisposition": content_disposition(filename),
-            "ResponseContentType": "text/csv; charset=utf-8",
+            "ResponseContentType": content_type,
         },
         ExpiresIn=settings.download_url_ttl_s,
     )

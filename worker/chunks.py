@@ -1,4 +1,5 @@
-"""Exporting one chunk: one COPY of its key range into one multipart part.
+"""Exporting one chunk: one COPY of its key range into one multipart part (or, for a
+compressed format, one staged object the finalizer composes the file from).
 
 Invariant: a chunk's bytes depend only on the export's spec and the chunk's key range, so a
 re-run produces the same bytes into the same part number, with the same MD5 (sent as
@@ -29,6 +30,7 @@ from redis import Redis
 
 from shared import chunks_repo
 from shared.db import connect_source, connect_state, copy_blocks, export_label, state_label
+from shared.formats import Position, encoder
 from shared.lifecycle import fill_window
 from shared.liveness import AttemptLiveness
 from shared.logs import log_context
@@ -37,8 +39,9 @@ from shared.query import chunk_copy, header_bytes
 from shared.queue import cancel_key, enqueue_chunks, enqueue_finalize
 from shared.settings import Settings
 from shared.spec import ExportSpec
+from shared.storage import staged_key
 from worker.failures import ExportError
-from worker.uploads import abort_upload, upload_part
+from worker.uploads import abort_upload, put_staged, upload_part
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,26 @@ class PartRead:
     size: int
     md5: bytes  # the digest S3 checks the upload against (Content-MD5)
     crc32: int  # zlib.crc32 of the bytes: the part's share of the object's checksum
+    raw_bytes: int  # size of the bytes before compression (the rendered rows for a plain format)
+    raw_crc32: int  # their CRC-32
+
+
+class DigestWriter:
+    """Writes bytes to a file while taking their size, MD5 and CRC-32."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out, self.size, self.crc32, self._md5 = out, 0, 0, hashlib.md5()
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.out.write(data)
+            self._md5.update(data)
+            self.crc32 = zlib.crc32(data, self.crc32)
+            self.size += len(data)
+
+    @property
+    def md5(self) -> bytes:
+        return self._md5.digest()
 
 
 def read_chunk(
@@ -130,28 +153,25 @@ def read_chunk(
     hi: str | None,
     out: IO[bytes],
     watch: Watch | None = None,
+    position: Position | None = None,
 ) -> PartRead:
-    """COPY the chunk's rows as CSV into ``out``; return its rows, size, MD5 and CRC-32.
+    """COPY the chunk's rows in the spec's format into ``out``; return its rows, size and digests.
 
-    Part 1 starts with the optional BOM and the header row.
+    Args:
+        position: where the chunk sits in the file (default: as ``part_number`` says, no sheet).
     """
-    md5 = hashlib.md5()
-    header = header_bytes(spec) if part_number == 1 else b""
-    out.write(header)
-    md5.update(header)
-    crc = zlib.crc32(header)
-    size = len(header)
+    encode = encoder(spec.output, spec.columns, position or Position(first=part_number == 1), header_bytes(spec))
+    writer = DigestWriter(out)
+    writer.write(encode.begin())
     query, params = chunk_copy(spec.source, spec, lo, hi)
     with connect_source(settings, export_label(export_id, f"part:{part_number}")) as source, source.cursor() as cur:
         for block in copy_blocks(cur, query, params, BLOCK_BYTES):
-            out.write(block)
-            md5.update(block)
-            crc = zlib.crc32(block, crc)
-            size += len(block)
+            writer.write(encode.feed(block))
             if watch is not None:
-                watch.check(size)
+                watch.check(writer.size)
         rows = cur.rowcount
-    return PartRead(rows, size, md5.digest(), crc)
+    writer.write(encode.end())
+    return PartRead(rows, writer.size, writer.md5, writer.crc32, encode.raw_size, encode.raw_crc32)
 
 
 def run_chunk(
@@ -200,11 +220,17 @@ def _run_attempt(
     size = 0
     try:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
-            part = read_chunk(settings, spec, export_id, part_number, chunk.key_lo, chunk.key_hi, buffer, watch)
+            position = Position.of(part_number, chunk.layout)
+            part = read_chunk(
+                settings, spec, export_id, part_number, chunk.key_lo, chunk.key_hi, buffer, watch, position
+            )
             rows, size = part.rows, part.size
             watch.check(size)  # a last look (cancel, lease) before the upload
             buffer.seek(0)
-            etag = upload_part(settings, chunk.object_key, chunk.upload_id, s3_part, buffer, size, part.md5)
+            if spec.output.staged:  # stored on its own; the finalizer composes the object (worker/assembly.py)
+                etag = put_staged(settings, staged_key(settings, export_id, s3_part), buffer, size, part.md5)
+            else:
+                etag = upload_part(settings, chunk.object_key, chunk.upload_id, s3_part, buffer, size, part.md5)
     except HandBack:
         _release(settings, chunk, label)
         with connect_state(settings, label) as state:
@@ -226,8 +252,18 @@ def _run_attempt(
         _release(settings, chunk, label)
         raise
     with connect_state(settings, label) as state:
+        staged = spec.output.staged
         recorded, finalize = chunks_repo.record_part(
-            state, export_id, part_number, attempt, etag, rows, size, crc32=part.crc32
+            state,
+            export_id,
+            part_number,
+            attempt,
+            etag,
+            rows,
+            size,
+            crc32=part.crc32,
+            raw_bytes=part.raw_bytes if staged else None,
+            raw_crc32=part.raw_crc32 if staged else None,
         )
         if recorded and not finalize:
             fill_window(state, redis, settings, export_id)

@@ -1,8 +1,8 @@
 """Cleaning up after a cancel: no multipart upload and no object may be left behind.
 
 Invariant: after :func:`cleanup` of a cancelled or failed export returns, S3 lists no
-multipart upload and holds no object under the export's key (an upload is aborted again if
-a part raced the first abort).
+multipart upload and holds no object under the export's key, nor any of its staged chunk
+objects (an upload is aborted again if a part raced the first abort).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from shared.db import connect_state, state_label
 from shared.models import ExportStatus
 from shared.settings import Settings
 from shared.storage import s3_client
+from worker.assembly import delete_staged
 from worker.uploads import abort_upload
 
 
@@ -34,6 +35,7 @@ def cleanup(settings: Settings, export_id: uuid.UUID) -> str:
     for upload_id in leftover_uploads(settings, key):
         abort_upload(settings, key, upload_id)
     s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=key)
+    delete_staged(settings, export_id)
     left = leftover_uploads(settings, key)
     if left:
         raise RuntimeError(f"uploads still listed for {key} after abort: {left}")  # retried by RQ

@@ -1,7 +1,8 @@
 """Finishing an export: complete the multipart upload in part order, check it, mark it done.
 
 Invariant: an export becomes ``completed`` only after S3 holds the whole object and its size
-equals the sum of the recorded parts; it records the object's ETag and its CRC-32, combined
+equals the sum of the recorded parts (a staged format's: of the pieces :mod:`worker.assembly`
+composes it from); it records the object's ETag and its CRC-32, combined
 from the recorded parts' CRCs in part order (no byte is read again). An object completed for
 an export that was cancelled meanwhile is deleted. The finalizer holds a lease and a
 finalize attempt number: a paused finalizer that wakes up after another completed the
@@ -11,6 +12,7 @@ Finishing an export admits the owner's next waiting one.
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from redis import Redis
@@ -21,9 +23,13 @@ from shared.db import connect_state, state_label
 from shared.lifecycle import admit
 from shared.models import Chunk, ExportStatus
 from shared.settings import Settings
+from shared.spec import ExportSpec
 from shared.storage import s3_client
+from worker.assembly import compose, delete_staged
 from worker.failures import ExportError
 from worker.uploads import complete_upload
+
+log = logging.getLogger(__name__)
 
 
 def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
@@ -37,7 +43,14 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
         parts = chunks_repo.done_parts(state, export_id)
     if len(parts) != export.parts_total or not export.object_key or not export.upload_id:
         raise ExportError(f"finalize found {len(parts)} of {export.parts_total} parts recorded")
-    stored = complete_upload(settings, export.object_key, export.upload_id, parts)
+    spec = ExportSpec.from_json(export.spec)
+    crc32: int | None
+    if spec.output.staged:
+        stored, crc32 = compose(settings, export_id, spec, export.object_key, export.upload_id, parts)
+    else:
+        pairs = [(p.upload_part_number or 0, p.etag or "") for p in parts]
+        stored = complete_upload(settings, export.object_key, export.upload_id, pairs, sum(p.bytes or 0 for p in parts))
+        crc32 = object_crc32(parts)
     size, rows = stored.size, sum(p.rows or 0 for p in parts)
     with connect_state(settings, label) as state:
         completed = exports_repo.complete_export(
@@ -48,17 +61,26 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
             settings.export_ttl_s,
             attempt,
             object_etag=stored.etag,
-            object_crc32=object_crc32(parts),
+            object_crc32=crc32,
         )
         now = exports_repo.get_export(state, export_id)
         admit(state, redis, settings, export.owner)
     if completed:
+        if spec.output.staged:
+            _delete_staged(settings, export_id)
         return f"completed: {rows} rows, {size} bytes"
     if now is not None and now.status in (ExportStatus.CANCELLED, ExportStatus.FAILED):
         # Cancelled or failed while completing: the object must not outlive the export.
         s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=export.object_key)
         return f"discarded: the export became {now.status} while completing"
     return "rejected: a newer finalize attempt owns this export"
+
+
+def _delete_staged(settings: Settings, export_id: uuid.UUID) -> None:
+    try:
+        delete_staged(settings, export_id)
+    except Exception:  # noqa: BLE001 - the export is complete; the reconciler's janitor deletes them later
+        log.warning("staged chunk objects not deleted; the janitor will", exc_info=True)
 
 
 def object_crc32(parts: list[Chunk]) -> int | None:

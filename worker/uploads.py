@@ -15,7 +15,6 @@ from typing import IO
 
 from botocore.exceptions import ClientError
 
-from shared.models import Chunk
 from shared.settings import Settings
 from shared.storage import s3_client
 from worker.failures import ExportError
@@ -40,6 +39,19 @@ def upload_part(
     return etag
 
 
+def put_staged(settings: Settings, key: str, body: IO[bytes], size: int, md5: bytes) -> str:
+    """Store one chunk's bytes of a staged export as an object of its own; return its ETag."""
+    response = s3_client(settings).put_object(
+        Bucket=settings.s3_bucket,
+        Key=key,
+        Body=body,
+        ContentLength=size,
+        ContentMD5=base64.b64encode(md5).decode(),
+    )
+    etag: str = response["ETag"]
+    return etag
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """A completed object as S3 describes it (HEAD): what later checks compare against."""
@@ -48,20 +60,22 @@ class StoredObject:
     etag: str
 
 
-def complete_upload(settings: Settings, key: str, upload_id: str, parts: list[Chunk]) -> StoredObject:
-    """Complete the upload from ``parts`` (part order) and return the object's size and ETag.
+def complete_upload(
+    settings: Settings, key: str, upload_id: str, parts: list[tuple[int, str]], expected: int
+) -> StoredObject:
+    """Complete the upload from ``(part number, ETag)`` pairs in order and return the object's
+    size and ETag, which must be ``expected`` bytes.
 
     If the upload is already gone (a lost answer to an earlier complete), the object is
     checked instead: it must exist with the expected size.
     """
     client = s3_client(settings)
-    expected = sum(p.bytes or 0 for p in parts)
     try:
         client.complete_multipart_upload(
             Bucket=settings.s3_bucket,
             Key=key,
             UploadId=upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": p.upload_part_number, "ETag": p.etag} for p in parts]},
+            MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag} for number, etag in parts]},
         )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":

@@ -62,7 +62,9 @@ specs = st.fixed_dictionaries(
         "filename": st.text(max_size=30) | json_values,
         "csv": st.fixed_dictionaries({}, optional={"bom": json_values, "neutralize_formulas": json_values})
         | json_values,
-        "format": st.just("csv") | json_values,
+        "format": st.sampled_from(["csv", "jsonl", "xlsx"]) | json_values,
+        "compression": st.sampled_from(["none", "gzip"]) | json_values,
+        "xlsx": st.fixed_dictionaries({}, optional={"neutralize_formulas": json_values}) | json_values,
     },
 )
 # Requests that are nearly right: real columns and operators with values of every type, so

@@ -130,10 +130,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def expected_rows(
-    url: str, table: str, key: str, columns: Sequence[str], where: str = "TRUE", neutralize_formulas: bool = True
-) -> list[list[str | None]]:
-    """The rows of ``table`` (schema-qualified) in key order, rendered by the README's rules."""
+Kind = tuple[str, bool]  # (base type name, or "enum"; whether an array)
+
+
+def source_rows(
+    url: str, table: str, key: str, columns: Sequence[str], where: str = "TRUE"
+) -> tuple[list[Kind], list[tuple[Any, ...]]]:
+    """The rows of ``table`` (schema-qualified) in key order as psycopg reads them (the types
+    Python cannot hold as PostgreSQL's text), with each column's kind."""
     schema, name = table.split(".")
     with psycopg.connect(url, options=SOURCE_OPTIONS) as conn:
         for type_name in (*AS_TEXT, "json", "jsonb"):
@@ -157,8 +161,35 @@ def expected_rows(
             selected, sql.Identifier(schema, name), sql.SQL(where), sql.Identifier(key)
         )
         rows = conn.execute(query).fetchall()
-    kinds = [("enum" if info[c][1] else info[c][0], info[c][2]) for c in columns]
+    return [("enum" if info[c][1] else info[c][0], info[c][2]) for c in columns], rows
+
+
+def expected_rows(
+    url: str, table: str, key: str, columns: Sequence[str], where: str = "TRUE", neutralize_formulas: bool = True
+) -> list[list[str | None]]:
+    """The rows of ``table`` (schema-qualified) in key order, rendered by the README's rules."""
+    kinds, rows = source_rows(url, table, key, columns, where)
     return [
         [render(base, v, neutralize_formulas, is_array) for (base, is_array), v in zip(kinds, row, strict=True)]
         for row in rows
     ]
+
+
+NOT_A_NUMBER = ("NaN", "Infinity", "-Infinity")  # JSON and Excel have no such numbers: they are text
+
+
+def json_value(base: str, value: Any, is_array: bool = False) -> Any:
+    """The README's JSON Lines value of one value, as ``json.loads(..., parse_float=Decimal)`` reads it."""
+    if value is None:
+        return None
+    if is_array or base in ("json", "jsonb"):
+        return json.loads(
+            value if base in ("json", "jsonb") and not is_array else render(base, value, False, is_array) or "",
+            parse_float=Decimal,
+        )
+    if base in ("int2", "int4", "int8", "bool"):
+        return value
+    if base in ("numeric", "float4", "float8"):
+        text = value if base == "numeric" else _shortest_float(value, base == "float4")
+        return text if text in NOT_A_NUMBER else Decimal(text)
+    return render(base, value, neutralize_formulas=False)

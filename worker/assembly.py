@@ -1,0 +1,149 @@
+"""Composing a staged export's object (gzip, XLSX) from its chunks' objects, as one multipart upload.
+
+A compressed chunk's size is known only once it is written, and S3 refuses a non-last part
+under 5 MiB, so chunks of these formats store their bytes as objects of their own
+(:func:`shared.storage.staged_key`). The finalizer lays the file out — each chunk's object
+in part order, with the bytes the format puts between and after them (an XLSX sheet's data
+descriptor, the workbook's trailer) — and groups the pieces into parts of at least 5 MiB: a
+chunk object that big on its own is copied by S3 itself (UploadPartCopy, no byte through the
+worker); smaller neighbours are read and joined into one part (bounded: a group closes as
+soon as it reaches the minimum).
+
+Invariant: the object's bytes are the pieces in order, whatever the grouping, and its CRC-32
+is the pieces' CRCs combined; the staged objects are deleted once the object is complete
+(and by the cleanup of a cancelled or failed export).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import tempfile
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+from shared.crc import crc32_of_parts
+from shared.formats import Position, Workbook
+from shared.models import Chunk
+from shared.settings import S3_MIN_PART_BYTES, Settings
+from shared.spec import ExportSpec
+from shared.storage import s3_client, staged_key, staged_prefix
+from worker.failures import ExportError
+from worker.uploads import StoredObject, complete_upload
+
+SPOOL_BYTES = 32 * 1024 * 1024  # a joined part larger than this is buffered on disk
+READ_BYTES = 1024 * 1024
+DELETE_BATCH = 1000  # S3's limit of keys per DeleteObjects
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A run of the file's bytes: a staged chunk object (``key``) or bytes the finalizer writes."""
+
+    size: int
+    crc32: int
+    key: str | None = None
+    data: bytes = b""
+
+
+def layout(settings: Settings, export_id: uuid.UUID, spec: ExportSpec, parts: list[Chunk]) -> list[Piece]:
+    """The file as pieces in order: the recorded chunks' objects and the format's own bytes."""
+    pieces: list[Piece] = []
+    book = Workbook() if spec.format == "xlsx" else None
+    for part in parts:
+        if part.bytes is None or part.crc32 is None or part.upload_part_number is None:
+            raise ExportError(f"part {part.part_number} was recorded without its size or checksum")
+        pieces.append(Piece(part.bytes, part.crc32, key=staged_key(settings, export_id, part.upload_part_number)))
+        if book is not None:
+            position = Position.of(part.part_number, part.layout)
+            between = book.after_chunk(position, part.bytes, part.raw_bytes or 0, part.raw_crc32 or 0)
+            if between:
+                pieces.append(Piece(len(between), zlib.crc32(between), data=between))
+    if book is not None:
+        trailer = book.trailer()
+        pieces.append(Piece(len(trailer), zlib.crc32(trailer), data=trailer))
+    return pieces
+
+
+def groups(pieces: list[Piece], minimum: int = S3_MIN_PART_BYTES) -> Iterator[list[Piece]]:
+    """Consecutive pieces grouped into parts of at least ``minimum`` bytes (the last: the rest)."""
+    group: list[Piece] = []
+    size = 0
+    for piece in pieces:
+        group.append(piece)
+        size += piece.size
+        if size >= minimum:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def _copy_into(settings: Settings, key: str, out: IO[bytes], md5: hashlib._Hash) -> None:
+    body = s3_client(settings).get_object(Bucket=settings.s3_bucket, Key=key)["Body"]
+    for block in iter(lambda: body.read(READ_BYTES), b""):
+        out.write(block)
+        md5.update(block)
+
+
+def compose(
+    settings: Settings, export_id: uuid.UUID, spec: ExportSpec, object_key: str, upload_id: str, parts: list[Chunk]
+) -> tuple[StoredObject, int]:
+    """Upload the file's parts from the staged chunks and complete the upload.
+
+    Returns:
+        The completed object, and its CRC-32 (combined from the pieces').
+    """
+    client = s3_client(settings)
+    pieces = layout(settings, export_id, spec, parts)
+    uploaded: list[tuple[int, str]] = []
+    for number, group in enumerate(groups(pieces), 1):
+        if len(group) == 1 and group[0].key is not None:
+            response = client.upload_part_copy(
+                Bucket=settings.s3_bucket,
+                Key=object_key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": settings.s3_bucket, "Key": group[0].key},
+            )
+            uploaded.append((number, str(response["CopyPartResult"]["ETag"])))
+            continue
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
+            md5 = hashlib.md5()
+            for piece in group:
+                if piece.key is not None:
+                    _copy_into(settings, piece.key, buffer, md5)
+                else:
+                    buffer.write(piece.data)
+                    md5.update(piece.data)
+            size = buffer.tell()
+            buffer.seek(0)
+            response = client.upload_part(
+                Bucket=settings.s3_bucket,
+                Key=object_key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=buffer,
+                ContentLength=size,
+                ContentMD5=base64.b64encode(md5.digest()).decode(),
+            )
+        uploaded.append((number, str(response["ETag"])))
+    stored = complete_upload(settings, object_key, upload_id, uploaded, sum(p.size for p in pieces))
+    return stored, crc32_of_parts((p.crc32, p.size) for p in pieces)
+
+
+def delete_staged(settings: Settings, export_id: uuid.UUID) -> int:
+    """Delete every staged chunk object of an export (all attempts'); return how many."""
+    client = s3_client(settings)
+    deleted = 0
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=settings.s3_bucket, Prefix=staged_prefix(settings, export_id)):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            client.delete_objects(Bucket=settings.s3_bucket, Delete={"Objects": batch, "Quiet": True})
+            deleted += len(batch)
+    return deleted
