@@ -355,6 +355,9 @@ def sample_keys(
     A table is sampled by pages (``TABLESAMPLE SYSTEM``, a few milliseconds) keeping one key
     per page: rows stored in key order share a page, and all of a page's keys would cluster
     the boundaries. Anything else is scanned, keeping each row with the same chance.
+
+    The sample is the same on every run over the same data (``REPEATABLE``, a fixed seed), so
+    the same request cuts the same chunks: a compressed file's bytes depend on where they end.
     """
     key = sql.Identifier(dataset.key.name)
     share = min(1.0, want / units) if units > 0 else 1.0
@@ -363,7 +366,7 @@ def sample_keys(
         query = sql.SQL(
             "SELECT spillway_k::text AS spillway_key FROM ("
             " SELECT DISTINCT ON ((ctid::text::point)[0]) {key} AS spillway_k"
-            " FROM {table} TABLESAMPLE SYSTEM (%s) WHERE {on_key} AND {key} <= %s::{cast}"
+            " FROM {table} TABLESAMPLE SYSTEM (%s) REPEATABLE (0) WHERE {on_key} AND {key} <= %s::{cast}"
             " ORDER BY (ctid::text::point)[0], {key}) AS spillway_s ORDER BY spillway_k"
         ).format(key=key, table=dataset.table, on_key=on_key, cast=_cast(dataset.key))
         params: list[Any] = [share * 100, *key_params, high]
@@ -374,6 +377,7 @@ def sample_keys(
             " AND {key} <= %s::{cast} ORDER BY {key}"
         ).format(key=key, table=dataset.table, on_key=on_key, cast=_cast(dataset.key))
         params = [share, *key_params, high]
+        conn.execute("SELECT setseed(0)")  # the same rows every time: see below
     return [r[0] for r in fetch_tuples(conn, query, params)]
 
 

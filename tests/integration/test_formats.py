@@ -36,6 +36,8 @@ from tests.support.rendering import NOT_A_NUMBER, json_value, render, source_row
 from tests.support.state import chunk_rows
 from tests.support.workers import WorkerPool
 
+PRODUCT_ROWS = 1_000_000
+
 TABLE = "shop.orders"
 ORDERS = [  # every column of the orders dataset, in table order
     "id", "code", "tenant_id", "status", "quantity", "small", "big", "amount", "ratio", "score", "paid",
@@ -309,3 +311,34 @@ def test_gzip_of_millions_of_identical_rows_completes(same_rows, settings):
     assert text == b"label,answer\n" + b"the same text in every row,42\n" * SAME_ROWS
     assert done["progress"]["rows_done"] == SAME_ROWS
     assert len(data) < len(text) / 200  # deflate stops near 1:1000; gzip level 6 makes ~1:400 here
+
+
+def test_json_lines_of_one_million_rows_equal_the_source(api, seeded):
+    done, data = api.run({"dataset": "products", "format": "jsonl"})
+    columns = done["request"]["columns"]
+    kinds, rows = source_rows(seeded, "public.products", "id", columns)
+    lines = data.split(b"\n")
+    assert lines.pop() == b"" and len(lines) == len(rows) == PRODUCT_ROWS
+    for line, row in zip(lines, rows, strict=True):
+        want = {c: json_value(base, v, is_array) for c, (base, is_array), v in zip(columns, kinds, row, strict=True)}
+        assert json.loads(line, parse_float=Decimal) == want
+
+
+def test_xlsx_of_one_million_rows_reads_back(api, seeded):
+    """openpyxl reads every row of a 1,000,000-row workbook back (three columns: openpyxl reads
+    ~60,000 cells a second, so all columns would take minutes; every type is checked above)."""
+    columns = ["id", "name", "price"]
+    done, data = api.run({"dataset": "products", "columns": columns, "format": "xlsx"})
+    assert zipfile.ZipFile(io.BytesIO(data)).testzip() is None
+    kinds, rows = source_rows(seeded, "public.products", "id", columns)
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+    assert book.sheetnames == ["Sheet1"]
+    values = book["Sheet1"].iter_rows(values_only=True)
+    assert list(next(values)) == columns
+    count = 0
+    for got, row in zip(values, rows, strict=True):
+        for (base, is_array), value, cell in zip(kinds, row, got, strict=True):
+            kind, want = expected_cell(base, value, is_array)
+            assert _matches(kind, want, cell), (row, got)
+        count += 1
+    assert count == PRODUCT_ROWS == done["progress"]["rows_done"]
