@@ -36,9 +36,18 @@ def object_key(settings: Settings, export_id: uuid.UUID, filename: str) -> str:
     return f"{settings.s3_prefix}{export_id}/{filename}"
 
 
+STAGED_DIRECTORY = ".parts/"  # under the prefix: no export id starts with a dot
+
+
+def staged_root(settings: Settings) -> str:
+    """Where every staged export's chunk objects live (one prefix: a janitor lists only these,
+    and a bucket lifecycle rule can expire them)."""
+    return f"{settings.s3_prefix}{STAGED_DIRECTORY}"
+
+
 def staged_prefix(settings: Settings, export_id: uuid.UUID) -> str:
-    """Where a staged export's chunk objects live (no file name holds a ``/``, so none collides)."""
-    return f"{settings.s3_prefix}{export_id}/.parts/"
+    """Where one staged export's chunk objects live."""
+    return f"{staged_root(settings)}{export_id}/"
 
 
 def staged_key(settings: Settings, export_id: uuid.UUID, upload_part_number: int) -> str:

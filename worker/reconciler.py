@@ -9,7 +9,8 @@ Run as its own process (``python -m worker.reconciler``, the Procfile's ``reconc
   job is gone from Redis (Redis restarted empty, a job lost);
 - re-enqueues lost planners and finalizers, refills chunk windows, admits waiting exports;
 - expires completed exports past their TTL (object deleted, status ``expired``);
-- aborts multipart uploads that no queued or running export owns (the janitor).
+- aborts multipart uploads that no queued or running export owns, and deletes staged chunk
+  objects of exports that ended (the janitor).
 
 Invariant: every action is idempotent and fenced in Postgres, so running it twice, or two
 reconcilers at once, is harmless; recovery of a dead chunk is bounded by the lease plus one
@@ -26,6 +27,7 @@ import os
 import signal
 import socket
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,7 +44,8 @@ from shared.liveness import expire_dead_attempts
 from shared.logs import configure_logging, log_context
 from shared.models import ChunkStatus, ExportStatus
 from shared.settings import Settings, load_settings
-from shared.storage import export_id_of_key, s3_client
+from shared.storage import export_id_of_key, s3_client, staged_root
+from worker.assembly import delete_staged
 from worker.scheduling import enqueue_due_jobs, is_stranded
 from worker.uploads import abort_upload
 
@@ -180,6 +183,31 @@ def abort_orphan_uploads(conn: Conn, settings: Settings) -> int:
     return aborted
 
 
+def delete_orphan_staged(conn: Conn, settings: Settings) -> int:
+    """Delete staged chunk objects (:mod:`worker.assembly`) that no queued or running export
+    owns and that are older than the grace period — left by a finalizer whose delete failed,
+    or written by a superseded attempt after its export ended; return how many."""
+    live = {e.id for e in exports_repo.unfinished_exports(conn)}
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings.janitor_grace_s)
+    client = s3_client(settings)
+    root = staged_root(settings)
+    deleted = 0
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket, Prefix=root, Delimiter="/")
+    for common in (c for page in pages for c in page.get("CommonPrefixes", [])):
+        try:
+            export_id = uuid.UUID(common["Prefix"][len(root) :].rstrip("/"))
+        except ValueError:
+            continue
+        if export_id in live:
+            continue
+        objects = client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=common["Prefix"]).get("Contents", [])
+        if objects and all(o["LastModified"] < cutoff for o in objects):
+            deleted += delete_staged(settings, export_id)
+            with log_context(export=export_id):
+                log.warning("deleted %d staged chunk objects of a finished export", len(objects))
+    return deleted
+
+
 def identity() -> str:
     """This reconciler's name in the locks it takes: ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -205,6 +233,7 @@ def reconcile(settings: Settings, redis: Redis, holder: str | None = None) -> di
             "control": recover_control_jobs(conn, redis, settings),
             "expired": expire_exports(conn, settings),
             "orphan_uploads": abort_orphan_uploads(conn, settings),
+            "orphan_staged": delete_orphan_staged(conn, settings),
         }
 
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from shared.storage import s3_client
+from shared.storage import s3_client, staged_key
 from tests.support.s3 import object_exists, uploads_for
 from tests.support.scenarios import PART
 from tests.support.waiting import wait_for
@@ -40,3 +40,18 @@ def test_janitor_aborts_uploads_no_export_owns(scenario):
         timeout=30,
         what="the janitor to abort the orphan upload",
     )
+
+
+def test_janitor_deletes_staged_objects_of_ended_exports(scenario):
+    """A staged chunk object whose export is gone (a superseded attempt's, written after its
+    export ended) is deleted; one of a running export is kept."""
+    client = s3_client(scenario.settings)
+    lost = staged_key(scenario.settings, uuid.uuid4(), 11)
+    client.put_object(Bucket=scenario.settings.s3_bucket, Key=lost, Body=b"\x1f\x8b")
+    scenario.stack.start(1)
+    export = scenario.api.export({"dataset": "products", "compression": "gzip"})
+    wait_for(
+        lambda: not object_exists(scenario.settings, lost), timeout=30, what="the janitor to delete the staged object"
+    )
+    done = scenario.api.wait(export["id"])
+    assert done["status"] == "completed"  # its own staged objects were not taken from under it
