@@ -62,3 +62,18 @@ def test_boundaries_are_ascending_sampled_keys_ending_with_the_high_water_mark()
     assert bounds == sorted(set(bounds))  # ascending, no repeats
     assert boundaries([], "z") == ["z"]  # nothing sampled (a small table): one range up to the mark
     assert boundaries(["a", "m", "z"], "z", target=10) == ["a", "m", "z"]  # the mark is not repeated
+
+
+def test_sheets_are_merged_on_their_own_with_their_place_in_the_workbook():
+    from shared.planning import merge_segments
+
+    segments = [[(10, 5, MIN), (20, 5, MIN)], [(30, 5, 1)]]  # two chunks in sheet 1, one small in sheet 2
+    chunks = merge_segments(segments, MIN, columns=3)
+    assert [(c.part_number, c.lo, c.hi, c.rows) for c in chunks] == [(1, None, 10, 5), (2, 10, 20, 5), (3, 20, 30, 5)]
+    assert [c.layout for c in chunks] == [
+        {"sheet": 1, "first": True, "last": False, "zip64": False},
+        {"sheet": 1, "first": False, "last": True, "zip64": False},
+        {"sheet": 2, "first": True, "last": True, "zip64": False},
+    ]
+    huge = merge_segments([[(10, 2_000_000, MIN)]], MIN, columns=40)  # 2M rows x 40 cells: may pass 4 GiB
+    assert huge[0].layout["zip64"] is True

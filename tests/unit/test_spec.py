@@ -35,3 +35,39 @@ def test_bad_values_name_their_field(body, field):
     with pytest.raises(SpecError) as info:
         parse_spec(body)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "extra, filename, content_type",
+    [
+        ({"format": "csv", "compression": "gzip"}, "products.csv.gz", "application/gzip"),
+        ({"format": "jsonl"}, "products.jsonl", "application/x-ndjson"),
+        ({"format": "jsonl", "compression": "gzip"}, "products.jsonl.gz", "application/gzip"),
+        ({"format": "xlsx"}, "products.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ],
+)
+def test_formats_name_their_file_and_type_and_round_trip(extra, filename, content_type):
+    spec = parse_spec({"dataset": "products", **extra})
+    assert spec.filename == filename and spec.output.content_type == content_type
+    assert parse_spec(spec.to_json()) == spec
+    assert spec.output.staged == (extra.get("compression") == "gzip" or extra["format"] == "xlsx")
+
+
+def test_the_extension_is_added_when_missing():
+    assert (
+        parse_spec({"dataset": "products", "format": "jsonl", "filename": "report.csv"}).filename == "report.csv.jsonl"
+    )
+    assert parse_spec({"dataset": "products", "compression": "gzip", "filename": "r.CSV.GZ"}).filename == "r.CSV.GZ"
+
+
+def test_json_lines_are_never_neutralised_and_xlsx_is_by_default():
+    assert parse_spec({"dataset": "products", "format": "jsonl"}).neutralize_formulas is False
+    assert parse_spec({"dataset": "products", "format": "xlsx"}).neutralize_formulas is True
+    off = parse_spec({"dataset": "products", "format": "xlsx", "xlsx": {"neutralize_formulas": False}})
+    assert off.neutralize_formulas is False and off.to_json()["xlsx"] == {"neutralize_formulas": False}
+
+
+def test_a_spec_stored_before_formats_is_csv():
+    stored = parse_spec({"dataset": "products"}).to_json()
+    del stored["compression"]
+    assert parse_spec(stored).output.extension == ".csv"
