@@ -12,7 +12,6 @@ connection is left ``idle in transaction``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from itertools import count
 from typing import Any
 
 import psycopg
@@ -102,32 +101,57 @@ def file_bytes(conn: psycopg.Connection[Any], settings: Settings, spec: ExportSp
 
 
 def _workbook_bytes(conn: psycopg.Connection[Any], settings: Settings, spec: ExportSpec) -> Iterator[bytes]:
-    book = Workbook()
-    rows_per_sheet = settings.xlsx_sheet_rows
-    for index in count():
-        query, params = chunk_copy(spec.source, spec, None, None, rows=(rows_per_sheet, index * rows_per_sheet))
-        with conn.cursor() as cur:
-            blocks = copy_blocks(cur, query, params, BLOCK_BYTES)
-            first = next(blocks, None)
-            if first is None and index > 0:
-                break  # the rows ended with the previous sheet
-            position = Position(first=index == 0, sheet=index + 1)
-            encode = XlsxEncoder(spec.columns, position)
-            size = 0
-            for data in _chain(encode.begin(), first, blocks, encode):
-                size += len(data)
-                yield data
-            rows = cur.rowcount
-        yield book.after_chunk(position, size, encode.raw_size, encode.raw_crc32)
-        if rows < rows_per_sheet:
-            break
-    yield book.trailer()
+    """One COPY (one snapshot, as the CSV's), cut into sheets of ``xlsx_sheet_rows`` rows: each
+    rendered row is exactly one line (line breaks in text are escaped)."""
+    sheets = _Sheets(spec.columns, settings.xlsx_sheet_rows)
+    yield sheets.begin()
+    query, params = chunk_copy(spec.source, spec, None, None)
+    with conn.cursor() as cur:
+        for block in copy_blocks(cur, query, params, BLOCK_BYTES):
+            yield from sheets.feed(bytes(block))
+    yield from sheets.end()
 
 
-def _chain(begin: bytes, first: Any, blocks: Iterator[Any], encode: XlsxEncoder) -> Iterator[bytes]:
-    yield begin
-    if first is not None:
-        yield encode.feed(bytes(first))
-    for block in blocks:
-        yield encode.feed(bytes(block))
-    yield encode.end()
+class _Sheets:
+    """Rows of an XLSX, one sheet after another, each sheet written as the async tier's one chunk of it."""
+
+    def __init__(self, columns: tuple[str, ...], rows_per_sheet: int) -> None:
+        self.columns, self.per_sheet, self.book = columns, rows_per_sheet, Workbook()
+        self.position = Position(first=True, sheet=1)
+        self.encode = XlsxEncoder(columns, self.position)
+        self.rows = self.size = 0
+
+    def _out(self, data: bytes) -> bytes:
+        self.size += len(data)
+        return data
+
+    def begin(self) -> bytes:
+        return self._out(self.encode.begin())
+
+    def _close(self) -> bytes:
+        tail = self._out(self.encode.end())
+        return tail + self.book.after_chunk(self.position, self.size, self.encode.raw_size, self.encode.raw_crc32)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        start = 0
+        while start < len(data):
+            if self.rows == self.per_sheet:  # full, and more rows follow: the next sheet
+                yield self._close()
+                sheet = (self.position.sheet or 1) + 1
+                self.position = Position(first=False, sheet=sheet)
+                self.encode, self.rows, self.size = XlsxEncoder(self.columns, self.position), 0, 0
+                yield self.begin()
+            cut, wanted = start, self.per_sheet - self.rows
+            while wanted and (found := data.find(b"\n", cut)) >= 0:
+                cut, wanted = found + 1, wanted - 1
+            if not wanted:
+                self.rows = self.per_sheet
+            else:  # the rest of the block fits this sheet
+                cut = len(data)
+                self.rows = self.per_sheet - wanted
+            yield self._out(self.encode.feed(data[start:cut]))
+            start = cut
+
+    def end(self) -> Iterator[bytes]:
+        yield self._close()
+        yield self.book.trailer()

@@ -149,6 +149,18 @@ def main(argv: list[str] | None = None) -> None:
                 flush=True,
             )
         result["end_to_end"] = e2e
+        result["formats_1M"] = format_figures(http, stack, redis, sizes["1M"], e2e["1M"], args.runs)
+        if not args.quick:  # one full-size workbook: 5M rows over five sheets of Excel's 1,048,575
+            meter = CpuMeter(stack)
+            run = run_export(http, {**sizes["5M"], "format": "xlsx"})
+            run["cpu"] = meter.stop(run["seconds"])
+            run["worker_peak_rss_mb"] = round(reported_peak_rss_mb(chunk_jobs(redis, run["id"], run["parts"])), 1)
+            result["xlsx_5M"] = run
+            print(
+                f"xlsx 5M (5 sheets): {run['seconds']:.2f} s, {run['bytes'] / 1e6:.1f} MB, "
+                f"worker peak RSS {run['worker_peak_rss_mb']} MB; CPU {run['cpu']}",
+                flush=True,
+            )
         api_peaks = [peak for peak in map(peak_rss_mb, stack.api_pids()) if peak is not None]
         result["api_peak_rss_mb"] = round(max(api_peaks or [0]), 1)
         print(f"API (gunicorn, all processes) peak RSS: {result['api_peak_rss_mb']} MB", flush=True)
@@ -189,6 +201,45 @@ def main(argv: list[str] | None = None) -> None:
     out = RESULTS / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"written: {out.relative_to(ROOT)}")
+
+
+FORMATS = {
+    "csv+gzip": {"compression": "gzip"},
+    "jsonl": {"format": "jsonl"},
+    "jsonl+gzip": {"format": "jsonl", "compression": "gzip"},
+    "xlsx": {"format": "xlsx"},
+}
+
+
+def format_figures(http: Http, stack: BenchStack, redis: Redis, body: dict, csv: dict, runs: int) -> dict[str, object]:
+    """Each format's end-to-end time, size and worker peak RSS for the 1M export, beside CSV's."""
+    figures: dict[str, object] = {}
+    for name, extra in FORMATS.items():
+        times, peaks, run = [], [], {}
+        for _ in range(runs):
+            meter = CpuMeter(stack)
+            run = run_export(http, {**body, **extra})
+            run["cpu"] = meter.stop(run["seconds"])
+            times.append(run["seconds"])
+            peaks.append(round(reported_peak_rss_mb(chunk_jobs(redis, run["id"], run["parts"])), 1))
+        figure = {
+            "spillway": summary(times),
+            "bytes": run["bytes"],
+            "parts": run["parts"],
+            "worker_peak_rss_mb": summary(peaks),
+            "cpu_share": run["cpu"],
+            "time_vs_csv": round(summary(times)["median"] / csv["spillway"]["median"], 2),
+            "size_vs_csv": round(run["bytes"] / csv["bytes"], 3),
+        }
+        figures[name] = figure
+        print(
+            show(f"1M {name}", figure["spillway"]),
+            f"| {figure['time_vs_csv']:.2f}x CSV's time",
+            f"| {run['bytes'] / 1e6:.1f} MB ({figure['size_vs_csv']:.3f} of CSV)"
+            f" | worker peak RSS {figure['worker_peak_rss_mb']['max']:.1f} MB | CPU {run['cpu']}",
+            flush=True,
+        )
+    return figures
 
 
 def api_figures(http: Http, stack: BenchStack, big: dict) -> dict[str, object]:

@@ -114,8 +114,12 @@ def count_xlsx_records(path: Path) -> int:
                 raise CsvCheckError(f"{path}: the ZIP entry {broken} fails its CRC check")
             records = 0
             for name in _sheet_names(book):
+                rows = 0
                 with book.open(name) as sheet:
-                    rows = sum(1 for _, element in iterparse(sheet) if element.tag == _ROW_TAG)
+                    for _, element in iterparse(sheet):
+                        if element.tag == _ROW_TAG:
+                            rows += 1
+                            element.clear()  # bounded memory: a sheet holds up to 1,048,576 rows
                 records += max(0, rows - 1)
             return records
     except (zipfile.BadZipFile, ParseError, OSError, EOFError, zlib.error) as exc:

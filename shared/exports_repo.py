@@ -212,6 +212,20 @@ def claim_finalize(conn: Conn, export_id: uuid.UUID, lease_s: int) -> int | None
     return int(attempt) if attempt is not None else None
 
 
+def renew_finalize(conn: Conn, export_id: uuid.UUID, finalize_attempt: int, lease_s: int) -> bool:
+    """Extend a finalizer's lease while it composes the object; False when a newer finalize
+    attempt took over or the export is no longer running."""
+    return (
+        fetch_value(
+            conn,
+            "UPDATE exports SET finalize_lease_expires_at = now() + make_interval(secs => %s)"
+            " WHERE id = %s AND status = %s AND finalize_attempt = %s RETURNING 1",
+            (lease_s, export_id, ExportStatus.RUNNING, finalize_attempt),
+        )
+        is not None
+    )
+
+
 def complete_export(
     conn: Conn,
     export_id: uuid.UUID,

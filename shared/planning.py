@@ -135,7 +135,7 @@ def split_runs_at(
     return segments
 
 
-def merge_segments(segments: Sequence[list[Run]], min_bytes: int, columns: int) -> list[Chunk]:
+def merge_segments(segments: Sequence[list[Run]], min_bytes: int, columns: int, zip64: bool = True) -> list[Chunk]:
     """Chunks of each segment (an XLSX sheet) on their own, with their place in the workbook."""
     chunks: list[Chunk] = []
     lo: str | None = None
@@ -221,18 +221,23 @@ def cut_plan(
             else:
                 runs.append((run_hi, rows, size))
         lo = bound
-    if sum(rows for _, rows, _ in runs) <= whole_up_to:
+    whole = sum(rows for _, rows, _ in runs) <= whole_up_to
+    if whole:
         min_bytes = sum(size for _, _, size in runs) + 1
     segments = split_runs_at(conn, dataset, spec, runs, sheet_rows) if sheet_rows else [runs]
-    chunks = _layout(segments, min_bytes, spec, sheet_rows)
+    chunks = _layout(segments, min_bytes, spec, sheet_rows, zip64=not whole)
     if len(chunks) > MAX_CHUNKS:
         # Every chunk but the last of a segment reaches the threshold: at most MAX_CHUNKS plus one per sheet.
         total = sum(size for _, _, size in runs)
-        chunks = _layout(segments, max(min_bytes, -(-total // (MAX_CHUNKS - len(segments)))), spec, sheet_rows)
+        chunks = _layout(segments, max(min_bytes, -(-total // (MAX_CHUNKS - len(segments)))), spec, sheet_rows, True)
     return Plan(hwm, tuple(chunks))
 
 
-def _layout(segments: list[list[Run]], min_bytes: int, spec: ExportSpec, sheet_rows: int | None) -> list[Chunk]:
+def _layout(
+    segments: list[list[Run]], min_bytes: int, spec: ExportSpec, sheet_rows: int | None, zip64: bool = True
+) -> list[Chunk]:
+    """Chunks of each sheet (XLSX) or of the whole; ``zip64`` False: never ZIP64 sizes (an
+    export of inline size, which the inline tier writes without them)."""
     if sheet_rows:
-        return merge_segments(segments, min_bytes, len(spec.columns))
+        return merge_segments(segments, min_bytes, len(spec.columns), zip64)
     return merge_buckets(segments[0], min_bytes)

@@ -223,8 +223,12 @@ def _xlsx_cell(column: Column, neutralize: bool) -> sql.Composable:
             _xlsx_string(sql.SQL("{}::text").format(ident), escape=False),
         )
     elif kind in (t.NUMERIC, t.FLOAT):
-        cell = sql.SQL("CASE WHEN {0} IN ('NaN', 'Infinity', '-Infinity') THEN {1} ELSE {2} END").format(
+        # Excel's numbers are doubles: NaN, the infinities and numerics of 1e15 and more (beyond
+        # 15 digits, or past a double's range) are text, so nothing is silently rounded or lost.
+        big = sql.SQL(" OR abs({}) >= 1e15").format(ident) if kind is t.NUMERIC else sql.SQL("")
+        cell = sql.SQL("CASE WHEN {0} IN ('NaN', 'Infinity', '-Infinity'){1} THEN {2} ELSE {3} END").format(
             ident,
+            big,
             _xlsx_string(sql.SQL("{}::text").format(ident), escape=False),
             _xlsx_number(sql.SQL("{}::text").format(ident)),
         )
@@ -294,22 +298,12 @@ def _rows_query(dataset: Dataset, spec: ExportSpec, where: sql.Composable) -> sq
 _AS_IS = sql.SQL("(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
 
 
-def chunk_copy(
-    dataset: Dataset, spec: ExportSpec, lo: str | None, hi: str | None, rows: tuple[int, int] | None = None
-) -> tuple[sql.Composed, list[Any]]:
+def chunk_copy(dataset: Dataset, spec: ExportSpec, lo: str | None, hi: str | None) -> tuple[sql.Composed, list[Any]]:
     """``COPY (SELECT ... WHERE range AND filters ORDER BY key) TO STDOUT``: one line per row
-    in the spec's format (CSV cells, a JSON object, an XLSX ``<row>``).
-
-    Args:
-        rows: ``(limit, offset)`` — the inline tier's XLSX reads one sheet per statement.
-    """
+    in the spec's format (CSV cells, a JSON object, an XLSX ``<row>``)."""
     where, params = where_clause(dataset, spec, lo, hi)
-    select = _rows_query(dataset, spec, where)
-    if rows is not None:
-        select = select + sql.SQL(" LIMIT %s OFFSET %s")
-        params = [*params, *rows]
     options = sql.SQL("(FORMAT csv)") if spec.format == "csv" else _AS_IS
-    return sql.SQL("COPY ({}) TO STDOUT {}").format(select, options), params
+    return sql.SQL("COPY ({}) TO STDOUT {}").format(_rows_query(dataset, spec, where), options), params
 
 
 def count_capped(dataset: Dataset, spec: ExportSpec, cap: int) -> tuple[sql.Composed, list[Any]]:

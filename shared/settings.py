@@ -51,6 +51,7 @@ DEFAULT_API_STATEMENT_TIMEOUT_MS = 5000  # Every state query of the API (polls, 
 DEFAULT_INLINE_SLOT_WAIT_S = 2.0  # An inline export waits this long for a read slot before going async (or 429).
 DEFAULT_XLSX_SHEET_ROWS = 1_048_575  # Excel's 1,048,576 rows a sheet, minus the header row.
 DEFAULT_XLSX_MAX_ROWS = 10_000_000  # Ten sheets: beyond this a spreadsheet is the wrong tool.
+MAX_XLSX_SHEETS = 500  # half of an export's chunks at most (shared/planning.py MAX_CHUNKS)
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
 
 
@@ -115,6 +116,11 @@ class Settings:
     def __post_init__(self) -> None:
         if self.xlsx_sheet_rows > DEFAULT_XLSX_SHEET_ROWS:
             raise SettingsError(f"{PREFIX}XLSX_SHEET_ROWS must be at most {DEFAULT_XLSX_SHEET_ROWS} (Excel's sheet)")
+        if self.xlsx_sheet_rows > 0 and -(-self.xlsx_max_rows // self.xlsx_sheet_rows) > MAX_XLSX_SHEETS:
+            raise SettingsError(
+                f"{PREFIX}XLSX_MAX_ROWS / {PREFIX}XLSX_SHEET_ROWS allows more than {MAX_XLSX_SHEETS} sheets"
+                " (each sheet is at least one chunk of the 1,000 an export may have)"
+            )
         if self.part_min_bytes < S3_MIN_PART_BYTES:
             raise SettingsError(f"{PREFIX}PART_MIN_BYTES must be at least {S3_MIN_PART_BYTES} (S3's minimum part size)")
         for name in (

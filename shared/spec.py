@@ -278,7 +278,9 @@ def parse_spec(
     if filename is None:
         filename = f"{dataset.name}{extension}"
     elif isinstance(filename, str) and not filename.lower().endswith(extension):
-        filename += extension
+        # "report.csv" compressed is "report.csv.gz", not "report.csv.csv.gz"
+        stem = extension.removesuffix(".gz")
+        filename += ".gz" if extension != stem and filename.lower().endswith(stem) else extension
     if not is_valid_filename(filename):
         raise SpecError(f"filename must be {FILENAME_RULE}, ending in {extension} (added when missing)", "filename")
 

@@ -21,9 +21,11 @@ import hashlib
 import tempfile
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
+
+from botocore.exceptions import ClientError
 
 from shared.crc import crc32_of_parts
 from shared.formats import Position, Workbook
@@ -31,8 +33,9 @@ from shared.models import Chunk
 from shared.settings import S3_MIN_PART_BYTES, Settings
 from shared.spec import ExportSpec
 from shared.storage import s3_client, staged_key, staged_prefix
+from shared.xlsx import SHEET_MAX_ROWS
 from worker.failures import ExportError
-from worker.uploads import StoredObject, complete_upload
+from worker.uploads import StoredObject, complete_upload, stored_object
 
 SPOOL_BYTES = 32 * 1024 * 1024  # a joined part larger than this is buffered on disk
 READ_BYTES = 1024 * 1024
@@ -53,13 +56,24 @@ def layout(settings: Settings, export_id: uuid.UUID, spec: ExportSpec, parts: li
     """The file as pieces in order: the recorded chunks' objects and the format's own bytes."""
     pieces: list[Piece] = []
     book = Workbook() if spec.format == "xlsx" else None
+    sheet_rows: dict[int, int] = {}
     for part in parts:
         if part.bytes is None or part.crc32 is None or part.upload_part_number is None:
             raise ExportError(f"part {part.part_number} was recorded without its size or checksum")
         pieces.append(Piece(part.bytes, part.crc32, key=staged_key(settings, export_id, part.upload_part_number)))
         if book is not None:
             position = Position.of(part.part_number, part.layout)
-            between = book.after_chunk(position, part.bytes, part.raw_bytes or 0, part.raw_crc32 or 0)
+            sheet = position.sheet or 1
+            sheet_rows[sheet] = sheet_rows.get(sheet, 0) + (part.rows or 0)
+            if sheet_rows[sheet] > SHEET_MAX_ROWS:
+                raise ExportError(
+                    f"sheet {sheet} would hold {sheet_rows[sheet]} rows, more than Excel's {SHEET_MAX_ROWS}:"
+                    " rows were added while the export ran; run it again"
+                )
+            try:
+                between = book.after_chunk(position, part.bytes, part.raw_bytes or 0, part.raw_crc32 or 0)
+            except ValueError as exc:  # a sheet past 4 GiB that was planned without ZIP64
+                raise ExportError(f"sheet {position.sheet} cannot be written: {exc}") from None
             if between:
                 pieces.append(Piece(len(between), zlib.crc32(between), data=between))
     if book is not None:
@@ -89,18 +103,53 @@ def _copy_into(settings: Settings, key: str, out: IO[bytes], md5: hashlib._Hash)
         md5.update(block)
 
 
+class ComposeSuperseded(Exception):
+    """A newer finalize attempt owns the export (this one's lease ran out while composing)."""
+
+
 def compose(
-    settings: Settings, export_id: uuid.UUID, spec: ExportSpec, object_key: str, upload_id: str, parts: list[Chunk]
+    settings: Settings,
+    export_id: uuid.UUID,
+    spec: ExportSpec,
+    object_key: str,
+    upload_id: str,
+    parts: list[Chunk],
+    renew: Callable[[], bool] = lambda: True,
 ) -> tuple[StoredObject, int]:
     """Upload the file's parts from the staged chunks and complete the upload.
 
+    Args:
+        renew: called after each part; extends the finalizer's lease, False when a newer
+            attempt took over (composing then stops with :class:`ComposeSuperseded`).
+
     Returns:
         The completed object, and its CRC-32 (combined from the pieces').
+
+    An upload already completed (an earlier attempt completed it and died before recording
+    it) is not an error: the object is checked instead, as :func:`complete_upload` does.
     """
-    client = s3_client(settings)
     pieces = layout(settings, export_id, spec, parts)
+    crc32 = crc32_of_parts((p.crc32, p.size) for p in pieces)
+    expected = sum(p.size for p in pieces)
+    try:
+        # Asked first: S3 answers a part of a completed upload NoSuchUpload, moto an error 500.
+        s3_client(settings).list_parts(Bucket=settings.s3_bucket, Key=object_key, UploadId=upload_id, MaxParts=1)
+        uploaded = _upload_parts(settings, object_key, upload_id, pieces, renew)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+            raise
+        return stored_object(settings, object_key, expected), crc32
+    return complete_upload(settings, object_key, upload_id, uploaded, expected), crc32
+
+
+def _upload_parts(
+    settings: Settings, object_key: str, upload_id: str, pieces: list[Piece], renew: Callable[[], bool]
+) -> list[tuple[int, str]]:
+    client = s3_client(settings)
     uploaded: list[tuple[int, str]] = []
     for number, group in enumerate(groups(pieces), 1):
+        if number > 1 and not renew():
+            raise ComposeSuperseded("a newer finalize attempt owns the export")
         if len(group) == 1 and group[0].key is not None:
             response = client.upload_part_copy(
                 Bucket=settings.s3_bucket,
@@ -131,8 +180,7 @@ def compose(
                 ContentMD5=base64.b64encode(md5.digest()).decode(),
             )
         uploaded.append((number, str(response["ETag"])))
-    stored = complete_upload(settings, object_key, upload_id, uploaded, sum(p.size for p in pieces))
-    return stored, crc32_of_parts((p.crc32, p.size) for p in pieces)
+    return uploaded
 
 
 def delete_staged(settings: Settings, export_id: uuid.UUID) -> int:

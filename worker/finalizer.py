@@ -25,7 +25,7 @@ from shared.models import Chunk, ExportStatus
 from shared.settings import Settings
 from shared.spec import ExportSpec
 from shared.storage import s3_client
-from worker.assembly import compose, delete_staged
+from worker.assembly import ComposeSuperseded, compose, delete_staged
 from worker.failures import ExportError
 from worker.uploads import complete_upload
 
@@ -46,7 +46,15 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     spec = ExportSpec.from_json(export.spec)
     crc32: int | None
     if spec.output.staged:
-        stored, crc32 = compose(settings, export_id, spec, export.object_key, export.upload_id, parts)
+
+        def renew() -> bool:
+            with connect_state(settings, label) as state:
+                return exports_repo.renew_finalize(state, export_id, attempt, settings.lease_s)
+
+        try:
+            stored, crc32 = compose(settings, export_id, spec, export.object_key, export.upload_id, parts, renew)
+        except ComposeSuperseded:
+            return "rejected: a newer finalize attempt owns this export"
     else:
         pairs = [(p.upload_part_number or 0, p.etag or "") for p in parts]
         stored = complete_upload(settings, export.object_key, export.upload_id, pairs, sum(p.bytes or 0 for p in parts))

@@ -81,7 +81,12 @@ def complete_upload(
         if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
             raise
         log.warning("upload %s of %s is gone; checking the object", upload_id, key)
-    head = client.head_object(Bucket=settings.s3_bucket, Key=key)
+    return stored_object(settings, key, expected)
+
+
+def stored_object(settings: Settings, key: str, expected: int) -> StoredObject:
+    """The object as S3 describes it (HEAD), which must be ``expected`` bytes."""
+    head = s3_client(settings).head_object(Bucket=settings.s3_bucket, Key=key)
     size: int = head["ContentLength"]
     if size != expected:
         raise ExportError(f"object {key} has {size} bytes, its parts {expected}")

@@ -58,6 +58,7 @@ def test_the_extension_is_added_when_missing():
         parse_spec({"dataset": "products", "format": "jsonl", "filename": "report.csv"}).filename == "report.csv.jsonl"
     )
     assert parse_spec({"dataset": "products", "compression": "gzip", "filename": "r.CSV.GZ"}).filename == "r.CSV.GZ"
+    assert parse_spec({"dataset": "products", "compression": "gzip", "filename": "r.csv"}).filename == "r.csv.gz"
 
 
 def test_json_lines_are_never_neutralised_and_xlsx_is_by_default():
