@@ -1,4 +1,6 @@
-"""``GET /health``: each dependency with its latency; 200 when all are up, 503 otherwise."""
+"""Health: ``GET /health/live`` (the process answers: a liveness probe, no dependency asked),
+``GET /health/ready`` and ``GET /health`` (each dependency with its latency; 200 when all are
+up, 503 naming the ones down: a readiness probe)."""
 
 from __future__ import annotations
 
@@ -42,7 +44,15 @@ def checks(s: Settings) -> dict[str, Callable[[], None]]:
     return probes
 
 
+@bp.get("/health/live")
+def live():
+    """The process answers requests; nothing else is asked (a restart would not cure a
+    dependency that is down, so liveness does not depend on them)."""
+    return jsonify({"status": "ok"})
+
+
 @bp.get("/health")
+@bp.get("/health/ready")
 def health():
     """Probe every dependency; name the ones that are down."""
     results: dict[str, dict[str, object]] = {}

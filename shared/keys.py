@@ -11,6 +11,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -72,10 +73,50 @@ def create_key(
 
 
 def authenticate(conn: psycopg.Connection[Any], key: str) -> Principal | None:
-    """Return the principal of a valid, unrevoked key, or None."""
+    """Return the principal of a valid, unrevoked key, or None; note when it was used (at
+    most once a minute, so a busy key does not rewrite its row on every check)."""
     rows = fetch_tuples(
         conn,
-        "SELECT owner, is_admin, attributes FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+        "SELECT owner, is_admin, attributes, last_used_at IS NULL OR last_used_at < now() - interval '1 minute'"
+        " FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
         (hash_key(key),),
     )
-    return Principal(rows[0][0], rows[0][1], rows[0][2]) if rows else None
+    if not rows:
+        return None
+    owner, is_admin, attributes, stale = rows[0]
+    if stale:
+        conn.execute("UPDATE api_keys SET last_used_at = now() WHERE key_hash = %s", (hash_key(key),))
+    return Principal(owner, is_admin, attributes)
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A key as ``keys list`` shows it (never the key itself: only its first characters)."""
+
+    id: int
+    prefix: str
+    owner: str
+    is_admin: bool
+    attributes: dict[str, str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def list_keys(conn: psycopg.Connection[Any], owner: str | None = None, revoked: bool = True) -> list[KeyRecord]:
+    """Every key (of ``owner`` when given), oldest first; ``revoked`` False leaves revoked ones out."""
+    rows = fetch_tuples(
+        conn,
+        "SELECT id, key_prefix, owner, is_admin, attributes, created_at, last_used_at, revoked_at FROM api_keys"
+        " WHERE (%s::text IS NULL OR owner = %s) AND (%s OR revoked_at IS NULL) ORDER BY id",
+        (owner, owner, revoked),
+    )
+    return [KeyRecord(*row) for row in rows]
+
+
+def revoke_key(conn: psycopg.Connection[Any], key_id: int) -> KeyRecord | None:
+    """Revoke a key by its id (idempotent: a revoked key keeps its first revocation time);
+    None when there is no such key. API processes stop trusting it within ``SPILLWAY_AUTH_CACHE_S``."""
+    conn.execute("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s", (key_id,))
+    found = [k for k in list_keys(conn) if k.id == key_id]
+    return found[0] if found else None

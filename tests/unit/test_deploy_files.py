@@ -46,6 +46,10 @@ def test_compose_parses_and_our_services_run_existing_modules():
         _assert_runnable(service["command"])
         assert (ROOT / service["build"]["dockerfile"]).is_file()
     assert services["worker"]["deploy"]["replicas"] > 1
+    probe = services["worker"]["healthcheck"]["test"]
+    assert probe[0] == "CMD" and _module_of(probe[1:]) == "worker.alive"
+    _assert_runnable(probe[1:])
+    assert "/health/live" in " ".join(services["api"]["healthcheck"]["test"])  # a route test_operations.py calls
     for name, service in services.items():
         for dependency in service.get("depends_on", {}):
             assert dependency in services, f"{name} depends on unknown service {dependency}"
