@@ -16,7 +16,6 @@ is the pieces' CRCs combined; the staged objects are deleted once the object is 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import tempfile
 import uuid
@@ -35,7 +34,7 @@ from shared.spec import ExportSpec
 from shared.storage import s3_client, staged_key, staged_prefix
 from shared.xlsx import SHEET_MAX_ROWS
 from worker.failures import ExportError
-from worker.uploads import StoredObject, complete_upload, stored_object
+from worker.uploads import StoredObject, complete_upload, stored_object, upload_part
 
 SPOOL_BYTES = 32 * 1024 * 1024  # a joined part larger than this is buffered on disk
 READ_BYTES = 1024 * 1024
@@ -170,16 +169,7 @@ def _upload_parts(
                     md5.update(piece.data)
             size = buffer.tell()
             buffer.seek(0)
-            response = client.upload_part(
-                Bucket=settings.s3_bucket,
-                Key=object_key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=buffer,
-                ContentLength=size,
-                ContentMD5=base64.b64encode(md5.digest()).decode(),
-            )
-        uploaded.append((number, str(response["ETag"])))
+            uploaded.append((number, upload_part(settings, object_key, upload_id, number, buffer, size, md5.digest())))
     return uploaded
 
 

@@ -9,12 +9,11 @@ import uuid
 import pytest
 
 from shared.storage import s3_client, staged_prefix
-from tests.fault.test_workers_die import held_chunk
+from tests.fault.test_workers_die import held_at_half_way
 from tests.support.api import download
 from tests.support.processes import signal_tree
 from tests.support.scenarios import FULL, digest
 from tests.support.state import chunk_row
-from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.fault
 
@@ -34,15 +33,7 @@ def test_sigkill_at_half_way_gives_the_undisturbed_file(scenario, api, extra):
     scenario.reconfigure(lease_s=30, reconcile_interval_s=5.0, liveness_interval_s=1.0)
     scenario.stack.start(3)
     export = scenario.api.export(body)
-    wait_for(
-        lambda: (
-            (scenario.api.status(export["id"])["progress"]["percent"] or 0) >= 50 and held_chunk(scenario, export["id"])
-        ),
-        timeout=120,
-        interval=0.01,
-        what="half way, a chunk held",
-    )
-    proc, chunk = held_chunk(scenario, export["id"])
+    proc, chunk = held_at_half_way(scenario, export["id"])
     signal_tree(proc.pid, signal.SIGKILL)
     done = scenario.api.wait(export["id"], timeout=300)
     assert done["status"] == "completed"

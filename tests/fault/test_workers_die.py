@@ -42,6 +42,17 @@ def early_in_its_read(scenario, export_id: str):
     return found if sent and sent < found[1]["planned_rows"] / 3 else None
 
 
+def held_at_half_way(scenario, export_id: str):
+    """Wait until the export is half done with one of its chunks held: (worker proc, chunk)."""
+    wait_for(
+        lambda: (scenario.api.status(export_id)["progress"]["percent"] or 0) >= 50 and held_chunk(scenario, export_id),
+        timeout=120,
+        interval=0.01,
+        what="half way, a chunk held",
+    )
+    return held_chunk(scenario, export_id)
+
+
 def test_sigkill_one_of_three_workers_at_half_way(scenario, reference, capsys):
     """The dead process's liveness lock is free at once: the chunk runs again within 5 s,
     with the default lease (30 s) and reconcile interval (5 s) — not after them."""
@@ -49,15 +60,7 @@ def test_sigkill_one_of_three_workers_at_half_way(scenario, reference, capsys):
     scenario.stack.start(3)
     started = time.time()
     export = scenario.api.export(FULL)
-    wait_for(
-        lambda: (
-            (scenario.api.status(export["id"])["progress"]["percent"] or 0) >= 50 and held_chunk(scenario, export["id"])
-        ),
-        timeout=120,
-        interval=0.01,
-        what="half way, a chunk held",
-    )
-    proc, chunk = held_chunk(scenario, export["id"])
+    proc, chunk = held_at_half_way(scenario, export["id"])
     killed_at = time.time()
     signal_tree(proc.pid, signal.SIGKILL)  # the worker and its horse: the whole process tree
     done = scenario.api.wait(export["id"], timeout=300)

@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +33,7 @@ from shared.crc import crc32_hex
 from shared.datasets import install
 from shared.datasets import load as load_datasets
 from shared.formulas import neutralize
+from shared.settings import Settings
 from tests.support.api import ApiSession
 from tests.support.rendering import NOT_A_NUMBER, json_value, render, source_rows
 from tests.support.state import chunk_rows
@@ -207,16 +210,26 @@ def test_libreoffice_opens_the_xlsx(api, seeded, tmp_path):
     assert [r[0] for r in table[1:]] == [str(row[0]) for row in rows]  # every row, in key order
 
 
-@pytest.fixture(scope="module")
-def small_sheets(settings, seeded, bucket, redis, keys) -> Any:
-    """Workers and an API whose sheets hold 3,000 rows (Excel's are 1,048,575)."""
-    small = settings.replace(xlsx_sheet_rows=3000, xlsx_max_rows=300_000, queue_prefix="sheets")
-    pool = WorkerPool(small)
+@contextmanager
+def own_stack(settings: Settings, key: str) -> Iterator[ApiSession]:
+    """Two workers and an API on ``settings`` (its own queues), as ``key``'s owner."""
+    pool = WorkerPool(settings)
     pool.start(2)
-    app = create_app(small)
-    yield ApiSession(app.test_client(), keys["alice"])
-    app.extensions["spillway"].close()
-    pool.stop()
+    app = create_app(settings)
+    try:
+        yield ApiSession(app.test_client(), key)
+    finally:
+        app.extensions["spillway"].close()
+        pool.stop()
+
+
+@pytest.fixture(scope="module")
+def small_sheets(settings, seeded, bucket, redis, keys) -> Iterator[ApiSession]:
+    """Workers and an API whose sheets hold 3,000 rows (Excel's are 1,048,575)."""
+    with own_stack(
+        settings.replace(xlsx_sheet_rows=3000, xlsx_max_rows=300_000, queue_prefix="sheets"), keys["alice"]
+    ) as api:
+        yield api
 
 
 def test_rows_past_a_sheet_continue_on_the_next_sheet(small_sheets, settings, seeded):
@@ -278,7 +291,7 @@ SAME_ROWS = 3_000_000
 
 
 @pytest.fixture(scope="module")
-def same_rows(settings, seeded, bucket, redis, keys, tmp_path_factory) -> Any:
+def same_rows(settings, seeded, bucket, redis, keys, tmp_path_factory) -> Iterator[ApiSession]:
     """A table of 3,000,000 rows of identical values (but the key) as a dataset of its own: a
     datasets file of the shipped ones plus it, with workers and an API on it."""
     with psycopg.connect(settings.source_database_url, autocommit=True) as conn:
@@ -294,13 +307,8 @@ def same_rows(settings, seeded, bucket, redis, keys, tmp_path_factory) -> Any:
     shipped["datasets"]["same_rows"] = {"table": "public.same_rows", "key": "id"}
     path = tmp_path_factory.mktemp("datasets") / "datasets.yml"
     path.write_text(yaml.safe_dump(shipped))
-    wide = settings.replace(datasets_file=str(path), queue_prefix="same-rows")
-    pool = WorkerPool(wide)
-    pool.start(2)
-    app = create_app(wide)
-    yield ApiSession(app.test_client(), keys["alice"])
-    app.extensions["spillway"].close()
-    pool.stop()
+    with own_stack(settings.replace(datasets_file=str(path), queue_prefix="same-rows"), keys["alice"]) as api:
+        yield api
     install(load_datasets(settings))  # the shipped registry again, for the tests after these
     with psycopg.connect(settings.source_database_url, autocommit=True) as conn:
         conn.execute("DROP TABLE public.same_rows")
