@@ -45,10 +45,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from api import exports, health
+    from api import exports, health, web
 
     app.register_blueprint(health.bp)
     app.register_blueprint(exports.bp)
+    app.register_blueprint(web.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

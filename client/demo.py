@@ -98,6 +98,7 @@ def run_demo(api_url: str, output: Path, owner: str) -> int:
         f"API key: {key}  (export id {outcome.export_id}; "
         f"python -m client.cli --api-key {key} status {outcome.export_id})"
     )
+    print(f"web page: {api_url}/  (sign in with the API key above)")
     if not outcome.ok:
         print("demo FAILED: the exported file was not verified", file=sys.stderr)
         return EXIT_FAILED

@@ -1,8 +1,9 @@
 """The programs the tests drive besides the stack: installed when missing, as the stack's own are.
 
 ``make test`` runs this before the tests: LibreOffice's spreadsheet (``soffice``), which must open
-every XLSX Spillway writes (tests/integration/test_formats.py). Debian's package, so a fresh
-machine needs nothing installed by hand.
+every XLSX Spillway writes (tests/integration/test_formats.py), and Chromium with its WebDriver
+(``chromium``, ``chromedriver``), the real browser the web page is tested in (tests/browser/).
+Debian's packages, so a fresh machine needs nothing installed by hand.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import sys
 
 from deploy.services import StackError, apt_install, say
 
-TOOLS = {"soffice": "libreoffice-calc"}  # command: the Debian package that provides it
+# command: the Debian package that provides it
+TOOLS = {"soffice": "libreoffice-calc", "chromium": "chromium", "chromedriver": "chromium-driver"}
 
 
 def ensure_tools() -> None:
