@@ -37,6 +37,7 @@ DEFAULT_PAGE = 20
 _PAGE_SIZE = re.compile(r"[0-9]{1,3}")  # ASCII digits only: int() would take " 1_0 " or full-width digits
 INLINE_SLOT_TTL_S = 600  # an inline read slot whose process died is free again after this
 BUSY_RETRY_AFTER_S = 2  # what a 429 for busy read slots suggests
+QUEUED_RETRY_AFTER_S = 30  # what a 429 for the queued-export quota suggests: exports take seconds to minutes
 
 
 @bp.get("/datasets")
@@ -52,6 +53,7 @@ def list_datasets():
 def create_export():
     """Validate, count, and answer inline (200 text/csv) or async (202 + Location)."""
     s = settings()
+    resources().rate_limits.take_export_request(_key_id())
     try:
         spec = parse_spec(read_json_body(s), current_principal().attributes)
     except ScopeError as exc:
@@ -67,7 +69,7 @@ def create_export():
             return answer
     owner = current_principal().owner
     with resources().state_pool.connection() as conn:
-        export, created = repo.create_export(conn, owner, spec, key)
+        export, created = _create_within_quota(conn, s, owner, spec, key)
         if not created:
             if export.request_hash != repo.request_hash(spec):
                 raise ApiError(
@@ -85,6 +87,30 @@ def create_export():
                 "export %s: queue unavailable (%s); the reconciler will enqueue it", export.id, exc
             )
     return _accepted(export)
+
+
+def _key_id() -> str:
+    """What rate limits count per key: the key's row id."""
+    principal = current_principal()
+    return str(principal.key_id) if principal.key_id is not None else f"owner:{principal.owner}"
+
+
+def _create_within_quota(conn, s: Settings, owner: str, spec: ExportSpec, key: str | None) -> tuple[Export, bool]:
+    """Create the export unless the owner already has ``max_queued_per_owner`` waiting to start
+    (429); a replay of an Idempotency-Key is answered whatever the count."""
+    with conn.transaction():
+        queued = repo.count_queued(conn, owner, lock=True) if s.max_queued_per_owner else 0
+        replay = key is not None and repo.find_by_idempotency_key(conn, owner, key) is not None
+        if queued >= s.max_queued_per_owner > 0 and not replay:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"{owner} already has {queued} exports waiting to start, the most an owner may have"
+                f" (SPILLWAY_MAX_QUEUED_PER_OWNER); retry when some have started, or cancel some",
+                headers={"Retry-After": str(QUEUED_RETRY_AFTER_S)},
+                limit="queued_exports",
+            )
+        return repo.create_export(conn, owner, spec, key)
 
 
 def _check_xlsx_rows(s: Settings, spec: ExportSpec) -> None:
@@ -140,12 +166,18 @@ def _inline_answer(s: Settings, spec: ExportSpec) -> Response | None:
                 field="delivery",
             )
         return None
+    limits, key_id = resources().rate_limits, _key_id()
+    wait = limits.inline_bytes_left(key_id)
+    if wait is not None:
+        if forced:
+            raise limits.inline_bytes_exceeded(key_id, wait)
+        return None
     redis = resources().redis
     try:
         slot = take_read_slot(redis, s, s.inline_slot_wait_s, INLINE_SLOT_TTL_S)
     except RedisError as exc:  # no queue, no chunk reads either: the cap holds without Redis
         current_app.logger.warning("read slots unavailable (%s); answering inline without one", exc)
-        return inline_response(s, spec, matching, release=lambda: None)
+        return inline_response(s, spec, matching, release=lambda sent: limits.charge_inline_bytes(key_id, sent))
     if slot is None:
         if forced:
             raise ApiError(
@@ -158,11 +190,12 @@ def _inline_answer(s: Settings, spec: ExportSpec) -> Response | None:
             )
         return None
 
-    def release() -> None:
+    def release(sent: int) -> None:
         try:
             release_read_slot(redis, s, slot)
         except RedisError as exc:  # the slot's hash expires on its own
             current_app.logger.warning("read slot %s not released (%s)", slot, exc)
+        limits.charge_inline_bytes(key_id, sent)
 
     return inline_response(s, spec, matching, release=release)
 
@@ -268,3 +301,24 @@ def list_exports():
         last = page[-1]
         next_cursor = base64.urlsafe_b64encode(f"{last.created_at.isoformat()}|{last.id}".encode()).decode()
     return jsonify({"exports": [export_json(r, settings()) for r in page], "next_cursor": next_cursor})
+
+
+@bp.get("/limits")
+@login_required
+def limits():
+    """The caller's limits and what it has used of each (a limit that is off is null)."""
+    s, principal = settings(), current_principal()
+    usage = resources().rate_limits.usage(_key_id())
+    with resources().state_pool.connection() as conn:
+        queued = repo.count_queued(conn, principal.owner)
+    return jsonify(
+        {
+            "owner": principal.owner,
+            "limits": {
+                "exports_per_minute": usage["exports_per_minute"] and usage["exports_per_minute"].json(),
+                "inline_bytes_per_hour": usage["inline_bytes_per_hour"] and usage["inline_bytes_per_hour"].json(),
+                "queued_exports": {"limit": s.max_queued_per_owner, "used": queued} if s.max_queued_per_owner else None,
+                "running_exports": {"limit": s.max_running_per_owner},
+            },
+        }
+    )

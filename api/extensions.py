@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from redis import Redis
 
+from api.ratelimits import RateLimits
 from shared.db import process_label
 from shared.settings import Settings
 
@@ -63,6 +64,11 @@ class Resources:
     def redis(self) -> Redis:
         """Redis client for queues, cancel signals and counters."""
         return Redis.from_url(self.settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
+
+    @cached_property
+    def rate_limits(self) -> RateLimits:
+        """The per-key windows (api/ratelimits.py), on the API's Redis connections."""
+        return RateLimits(self.settings, self.redis.connection_pool)
 
     @cached_property
     def probe_redis(self) -> Redis:

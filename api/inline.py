@@ -27,13 +27,13 @@ from shared.spec import ExportSpec
 BLOCK_BYTES = 64 * 1024  # rows are sent in blocks of this size
 
 
-def inline_response(settings: Settings, spec: ExportSpec, rows: int, release: Callable[[], None]) -> Response:
+def inline_response(settings: Settings, spec: ExportSpec, rows: int, release: Callable[[int], None]) -> Response:
     """Stream the export's CSV as the response.
 
     Args:
         rows: the matching rows counted for the tier choice (the ``X-Spillway-Rows`` header).
         release: called exactly once when the response is done with the database (the read
-            slot the caller took for it).
+            slot the caller took for it), with the number of bytes sent (the key's inline bytes).
     """
     content_type = spec.output.content_type
     headers = {
@@ -44,9 +44,9 @@ def inline_response(settings: Settings, spec: ExportSpec, rows: int, release: Ca
     try:
         conn = connect_source(settings, process_label("api:inline"))
     except BaseException:
-        release()
+        release(0)
         raise
-    done = {"closed": False}
+    done = {"closed": False, "sent": 0}
 
     def close() -> None:
         if not done["closed"]:
@@ -54,7 +54,7 @@ def inline_response(settings: Settings, spec: ExportSpec, rows: int, release: Ca
             try:
                 conn.close()
             finally:
-                release()
+                release(done["sent"])
 
     try:
         conn.autocommit = True  # the COPY is its own statement: no transaction outlives it
@@ -65,7 +65,9 @@ def inline_response(settings: Settings, spec: ExportSpec, rows: int, release: Ca
 
     def generate() -> Iterator[bytes]:
         try:
-            yield from body
+            for piece in body:
+                done["sent"] += len(piece)
+                yield piece
         finally:
             close()
 

@@ -26,6 +26,7 @@ from shared.spec import ExportSpec
 Conn = psycopg.Connection[Any]
 _COLUMNS = columns(Export)
 _OWNER_LOCK = 0x4F574E  # advisory lock namespace of admission: "OWN"
+_QUOTA_LOCK = 0x515545  # advisory lock namespace of the queued-export quota: "QUE"
 MAX_ERROR_CHARS = 2000  # an export's error message is cut to this length
 
 
@@ -76,12 +77,7 @@ def create_export(conn: Conn, owner: str, spec: ExportSpec, idempotency_key: str
     )
     if row is not None:
         return row, True
-    existing = fetch_one(
-        conn,
-        Export,
-        sql.SQL("SELECT {} FROM exports WHERE owner = %s AND idempotency_key = %s").format(_COLUMNS),
-        (owner, idempotency_key),
-    )
+    existing = find_by_idempotency_key(conn, owner, idempotency_key or "")
     if existing is None:  # the conflicting row cannot vanish: exports are never deleted
         raise RuntimeError(f"idempotency key {idempotency_key!r} of {owner!r} conflicts with no export")
     return existing, False
@@ -121,6 +117,30 @@ def list_exports(conn: Conn, owner: str, limit: int, before: tuple[datetime, uui
             " ORDER BY created_at DESC, id DESC LIMIT %s"
         ).format(_COLUMNS),
         (owner, before[0], before[1], limit),
+    )
+
+
+def count_queued(conn: Conn, owner: str, lock: bool = False) -> int:
+    """How many of the owner's exports wait to start (``queued``).
+
+    With ``lock``, first takes a per-owner advisory lock for the caller's transaction, so that
+    concurrent creators of one owner count one after another and a quota cannot be overshot.
+    """
+    if lock:
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_QUOTA_LOCK, owner))
+    return int(
+        fetch_value(conn, "SELECT count(*) FROM exports WHERE owner = %s AND status = %s", (owner, ExportStatus.QUEUED))
+        or 0
+    )
+
+
+def find_by_idempotency_key(conn: Conn, owner: str, idempotency_key: str) -> Export | None:
+    """The owner's export created with this Idempotency-Key, if any."""
+    return fetch_one(
+        conn,
+        Export,
+        sql.SQL("SELECT {} FROM exports WHERE owner = %s AND idempotency_key = %s").format(_COLUMNS),
+        (owner, idempotency_key),
     )
 
 

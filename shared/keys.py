@@ -32,6 +32,7 @@ class Principal:
     owner: str
     is_admin: bool = False
     attributes: Mapping[str, str] = field(default_factory=dict)
+    key_id: int | None = None  # the key's row (api_keys.id): what rate limits count per key
 
 
 def parse_attribute(text: str) -> tuple[str, str]:
@@ -77,16 +78,16 @@ def authenticate(conn: psycopg.Connection[Any], key: str) -> Principal | None:
     most once a minute, so a busy key does not rewrite its row on every check)."""
     rows = fetch_tuples(
         conn,
-        "SELECT owner, is_admin, attributes, last_used_at IS NULL OR last_used_at < now() - interval '1 minute'"
+        "SELECT id, owner, is_admin, attributes, last_used_at IS NULL OR last_used_at < now() - interval '1 minute'"
         " FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
         (hash_key(key),),
     )
     if not rows:
         return None
-    owner, is_admin, attributes, stale = rows[0]
+    key_id, owner, is_admin, attributes, stale = rows[0]
     if stale:
-        conn.execute("UPDATE api_keys SET last_used_at = now() WHERE key_hash = %s", (hash_key(key),))
-    return Principal(owner, is_admin, attributes)
+        conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (key_id,))
+    return Principal(owner, is_admin, attributes, key_id)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,9 @@ DEFAULT_API_STATEMENT_TIMEOUT_MS = 5000  # Every state query of the API (polls, 
 DEFAULT_INLINE_SLOT_WAIT_S = 2.0  # An inline export waits this long for a read slot before going async (or 429).
 DEFAULT_XLSX_SHEET_ROWS = 1_048_575  # Excel's 1,048,576 rows a sheet, minus the header row.
 DEFAULT_XLSX_MAX_ROWS = 10_000_000  # Ten sheets: beyond this a spreadsheet is the wrong tool.
+DEFAULT_EXPORTS_PER_MINUTE = 30  # POST /exports per key a minute (a moving window); 0: no limit.
+DEFAULT_INLINE_BYTES_PER_HOUR = 2_000_000_000  # Inline bytes per key an hour; past it auto goes async; 0: no limit.
+DEFAULT_MAX_QUEUED_PER_OWNER = 20  # Exports of one owner waiting to start; 0: no cap.
 MAX_XLSX_SHEETS = 500  # half of an export's chunks at most (shared/planning.py MAX_CHUNKS)
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
 
@@ -104,6 +107,9 @@ class Settings:
     inline_slot_wait_s: float = DEFAULT_INLINE_SLOT_WAIT_S
     xlsx_sheet_rows: int = DEFAULT_XLSX_SHEET_ROWS
     xlsx_max_rows: int = DEFAULT_XLSX_MAX_ROWS
+    exports_per_minute: int = DEFAULT_EXPORTS_PER_MINUTE
+    inline_bytes_per_hour: int = DEFAULT_INLINE_BYTES_PER_HOUR
+    max_queued_per_owner: int = DEFAULT_MAX_QUEUED_PER_OWNER
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     api_processes: int = DEFAULT_API_PROCESSES
@@ -141,6 +147,11 @@ class Settings:
         ):
             if getattr(self, name) < 0 or (name != "inline_max_rows" and getattr(self, name) == 0):
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}")
+        for name in ("exports_per_minute", "inline_bytes_per_hour", "max_queued_per_owner"):
+            if getattr(self, name) < 0:
+                raise SettingsError(
+                    f"{PREFIX}{name.upper()} must be 0 (no limit) or positive, got {getattr(self, name)}"
+                )
         try:
             delays = self.retry_delays
         except ValueError:

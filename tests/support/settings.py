@@ -36,4 +36,9 @@ def test_settings(base: Settings) -> Settings:
         redis_url=redis_url,
         s3_bucket=TEST_BUCKET,
         queue_prefix="spillway-test",
+        # On, so every test goes through them, but far above what any test sends: the limits'
+        # own tests (tests/integration/test_rate_limits.py) set them low.
+        exports_per_minute=100_000,
+        inline_bytes_per_hour=10**12,
+        max_queued_per_owner=10_000,
     )
