@@ -39,15 +39,18 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    from api import metrics
     from api.extensions import init_app
 
     init_app(app)
+    metrics.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from api import exports, health, web
+    from api import exports, health, metrics, web
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(exports.bp)
     app.register_blueprint(web.bp)
 

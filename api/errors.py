@@ -30,6 +30,10 @@ def _error_body(code: str, message: str, **details: object) -> dict[str, object]
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
+        if exc.status == 429:
+            from api.metrics import LIMITED
+
+            LIMITED.labels(str(exc.details.get("limit", exc.code))).inc()
         response = jsonify(_error_body(exc.code, exc.message, **exc.details))
         response.status_code = exc.status
         response.headers.update(exc.headers)

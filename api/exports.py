@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 import psycopg
@@ -17,6 +18,7 @@ from api.body import read_json_body
 from api.errors import ApiError
 from api.extensions import resources, settings
 from api.inline import inline_response
+from api.metrics import CANCELS, EXPORTS_ACCEPTED, INLINE_BYTES
 from api.views import export_json
 from shared import exports_repo as repo
 from shared.datasets import registry
@@ -86,6 +88,7 @@ def create_export():
             current_app.logger.warning(
                 "export %s: queue unavailable (%s); the reconciler will enqueue it", export.id, exc
             )
+    EXPORTS_ACCEPTED.labels("async", spec.format).inc()
     return _accepted(export)
 
 
@@ -177,7 +180,7 @@ def _inline_answer(s: Settings, spec: ExportSpec) -> Response | None:
         slot = take_read_slot(redis, s, s.inline_slot_wait_s, INLINE_SLOT_TTL_S)
     except RedisError as exc:  # no queue, no chunk reads either: the cap holds without Redis
         current_app.logger.warning("read slots unavailable (%s); answering inline without one", exc)
-        return inline_response(s, spec, matching, release=lambda sent: limits.charge_inline_bytes(key_id, sent))
+        return _answer_inline(s, spec, matching, lambda: None)
     if slot is None:
         if forced:
             raise ApiError(
@@ -190,14 +193,28 @@ def _inline_answer(s: Settings, spec: ExportSpec) -> Response | None:
             )
         return None
 
-    def release(sent: int) -> None:
+    def release() -> None:
         try:
             release_read_slot(redis, s, slot)
         except RedisError as exc:  # the slot's hash expires on its own
             current_app.logger.warning("read slot %s not released (%s)", slot, exc)
-        limits.charge_inline_bytes(key_id, sent)
 
-    return inline_response(s, spec, matching, release=release)
+    return _answer_inline(s, spec, matching, release)
+
+
+def _answer_inline(s: Settings, spec: ExportSpec, matching: int, release_slot: Callable[[], None]) -> Response:
+    """The inline answer; once streamed, its slot is released and its bytes charged and counted."""
+    key_id = _key_id()
+
+    def done(sent: int) -> None:
+        try:
+            release_slot()
+        finally:
+            resources().rate_limits.charge_inline_bytes(key_id, sent)
+            INLINE_BYTES.inc(sent)
+
+    EXPORTS_ACCEPTED.labels("inline", spec.format).inc()
+    return inline_response(s, spec, matching, release=done)
 
 
 def _idempotency_key() -> str | None:
@@ -269,6 +286,8 @@ def cancel(export_id: str):
     with resources().state_pool.connection() as conn:
         cancelled = end_export(conn, redis, s, export.id, ExportStatus.CANCELLED)
         current = cancelled or repo.get_export(conn, export.id) or export
+    if cancelled is not None:
+        CANCELS.inc()
     if cancelled is None and current.status != ExportStatus.CANCELLED:
         raise ApiError(409, "already_finished", f"export {export_id} is {current.status}", export_status=current.status)
     return jsonify(export_json(current, s))

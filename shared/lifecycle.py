@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from redis import Redis
 
-from shared import chunks_repo, exports_repo
+from shared import chunks_repo, exports_repo, metrics
 from shared.db import cancel_export_queries
 from shared.models import Export, ExportStatus
 from shared.queue import CANCEL_FLAG_TTL_S, cancel_key, enqueue_chunks, enqueue_cleanup, enqueue_plan
@@ -62,6 +62,7 @@ def end_export(
     ended = exports_repo.end_export(conn, export_id, status, error)
     if ended is None:
         return None
+    metrics.count(redis, settings, "spillway_exports_finished", status=status.value)
     stop_running_work(redis, settings, export_id)
     if ended.upload_id:
         enqueue_cleanup(redis, settings, export_id)

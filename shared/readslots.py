@@ -33,13 +33,14 @@ return 1
 """
 
 
-def _registry(redis: Redis, settings: Settings) -> RateLimitRegistry:
+def read_slots(redis: Redis, settings: Settings) -> RateLimitRegistry:
+    """RQ's registry of the read cap: slots in use (``allowed``) and chunk jobs waiting for one."""
     return RateLimitRegistry(key=reads_limit(settings).key, connection=redis)
 
 
 def take_read_slot(redis: Redis, settings: Settings, wait_s: float, ttl_s: int) -> str | None:
     """Take a slot of the global read cap, waiting up to ``wait_s``; return its id, or None."""
-    registry = _registry(redis, settings)
+    registry = read_slots(redis, settings)
     slot = f"{SLOT_PREFIX}{uuid.uuid4()}"
     deadline = time.monotonic() + wait_s
     while True:
@@ -56,4 +57,4 @@ def take_read_slot(redis: Redis, settings: Settings, wait_s: float, ttl_s: int) 
 def release_read_slot(redis: Redis, settings: Settings, slot: str) -> None:
     """Give a slot back and let the oldest waiting chunk jobs take the free slots."""
     redis.delete(Job.key_for(slot))
-    _registry(redis, settings).release_and_enqueue(slot)
+    read_slots(redis, settings).release_and_enqueue(slot)

@@ -28,7 +28,7 @@ from typing import IO, Any
 import psycopg
 from redis import Redis
 
-from shared import chunks_repo
+from shared import chunks_repo, metrics
 from shared.db import connect_source, connect_state, copy_blocks, export_label, state_label
 from shared.formats import Position, encoder
 from shared.lifecycle import fill_window
@@ -218,6 +218,7 @@ def _run_attempt(
         raise ExportError(str(exc)) from None
     watch = Watch(settings, redis, export_id, part_number, attempt, liveness)
     size = 0
+    started = time.monotonic()
     try:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
             position = Position.of(part_number, chunk.layout)
@@ -232,6 +233,7 @@ def _run_attempt(
             else:
                 etag = upload_part(settings, chunk.object_key, chunk.upload_id, s3_part, buffer, size, part.md5)
     except HandBack:
+        metrics.count(redis, settings, "spillway_chunks", outcome="handed_back")
         _release(settings, chunk, label)
         with connect_state(settings, label) as state:
             recovery = chunks_repo.next_recovery(state, export_id, part_number)
@@ -241,14 +243,17 @@ def _run_attempt(
     except (ChunkStopped, psycopg.errors.QueryCanceled) as exc:
         cancelled = watch.cancelled_at()
         if cancelled is None and not isinstance(exc, ChunkStopped):
+            metrics.count(redis, settings, "spillway_chunks", outcome="failed")
             _release(settings, chunk, label)
             raise  # a statement timeout: the retry policy decides
+        metrics.count(redis, settings, "spillway_chunks", outcome="stopped")
         if meta is not None and cancelled is not None:
             meta["bytes_after_cancel"] = watch.bytes_after(
                 cancelled, watch.checkpoints[-1][1] if watch.checkpoints else 0
             )
         return f"stopped: {exc}"
     except BaseException:
+        metrics.count(redis, settings, "spillway_chunks", outcome="failed")
         _release(settings, chunk, label)
         raise
     with connect_state(settings, label) as state:
@@ -272,6 +277,10 @@ def _run_attempt(
         meta["bytes_after_cancel"] = watch.bytes_after(cancelled, size)
     if finalize:
         enqueue_finalize(redis, settings, export_id)  # attempt 1: nothing could claim before this part
+    if recorded:
+        metrics.record_chunk(redis, settings, spec.format, rows, size, time.monotonic() - started)
+    else:
+        metrics.count(redis, settings, "spillway_chunks", outcome="rejected")
     if not recorded:
         # Cancelled or superseded while uploading: this part may have landed after the abort.
         if cancelled is not None:

@@ -17,7 +17,7 @@ import uuid
 
 from redis import Redis
 
-from shared import chunks_repo, exports_repo
+from shared import chunks_repo, exports_repo, metrics
 from shared.crc import crc32_of_parts
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit
@@ -74,6 +74,7 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
         now = exports_repo.get_export(state, export_id)
         admit(state, redis, settings, export.owner)
     if completed:
+        metrics.count(redis, settings, "spillway_exports_finished", status=ExportStatus.COMPLETED.value)
         if spec.output.staged:
             _delete_staged(settings, export_id)
         return f"completed: {rows} rows, {size} bytes"

@@ -36,7 +36,7 @@ from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from shared import chunks_repo, datasets, exports_repo
+from shared import chunks_repo, datasets, exports_repo, metrics
 from shared import queue as q
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit, fill_window
@@ -91,8 +91,9 @@ def _replace_job(redis: Redis, job_id: str) -> None:
         pass
 
 
-def recover_chunks(conn: Conn, redis: Redis, settings: Settings) -> int:
-    """Replace the jobs of chunks with an expired lease, or waiting on a job Redis lost."""
+def recover_chunks(conn: Conn, redis: Redis, settings: Settings, cause: str | None = None) -> int:
+    """Replace the jobs of chunks with an expired lease, or waiting on a job Redis lost
+    (``cause`` names the recovery for the metrics when the caller knows it better)."""
     recovered = 0
     for chunk in chunks_repo.recoverable_chunks(conn):
         state = job_state(redis, chunk.job_id)
@@ -103,6 +104,8 @@ def recover_chunks(conn: Conn, redis: Redis, settings: Settings) -> int:
         recovery = chunks_repo.next_recovery(conn, chunk.export_id, chunk.part_number, chunk.job_id)
         if recovery is not None:
             q.enqueue_chunks(redis, settings, chunk.export_id, [chunk.part_number], recovery)
+            why = cause or ("lease_expired" if chunk.status == ChunkStatus.RUNNING else "job_lost")
+            metrics.count(redis, settings, "spillway_recoveries", cause=why)
             with log_context(export=chunk.export_id, part=chunk.part_number):
                 log.warning(
                     "%s (job %s is %s); enqueued recovery %d",
@@ -126,6 +129,7 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings) -> int:
         if job_state(redis, job_id) not in LIVE:
             _replace_job(redis, job_id)
             q.enqueue_plan(redis, settings, export.id)
+            metrics.count(redis, settings, "spillway_recoveries", cause="planner_lost")
             with log_context(export=export.id):
                 log.warning("planner lost; enqueued again")
             count += 1
@@ -134,6 +138,7 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings) -> int:
         if job_state(redis, job_id) not in LIVE:
             _replace_job(redis, job_id)
             q.enqueue_finalize(redis, settings, export.id, export.finalize_attempt + 1)
+            metrics.count(redis, settings, "spillway_recoveries", cause="finalizer_lost")
             with log_context(export=export.id):
                 log.warning("finalizer lost; enqueued again")
             count += 1
@@ -246,7 +251,7 @@ def recover_dead_attempts(settings: Settings, redis: Redis, suspects: set[tuple[
         for export_id, part_number in dead:
             with log_context(export=export_id, part=part_number):
                 log.warning("the process running this chunk died (its liveness lock is free)")
-        return recover_chunks(conn, redis, settings) if dead else 0
+        return recover_chunks(conn, redis, settings, cause="process_died") if dead else 0
 
 
 def hold_lock(redis: Redis, key: str, holder: str, ttl_ms: int) -> bool:

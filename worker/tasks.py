@@ -17,7 +17,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from shared import exports_repo
+from shared import exports_repo, metrics
 from shared.db import connect_state, state_label
 from shared.lifecycle import end_export
 from shared.logs import log_context
@@ -58,6 +58,8 @@ def _guarded(export_id: uuid.UUID, step: str, work: Callable[[], str]) -> str:
             _fail(export_id, f"{step}: {describe(exc)}")
             if job is not None:
                 job.retries_left = 0  # nothing left to retry: the export has failed
+        else:
+            metrics.count(runtime.redis(), runtime.settings(), "spillway_retries", step=step.split()[0])
         raise
 
 

@@ -46,8 +46,15 @@ def owned(settings, owner_key_session: ApiSession) -> int:
     return len(owner_key_session.get("/exports?limit=100").get_json()["exports"])
 
 
+def limited_count(api: ApiSession) -> float:
+    line = 'spillway_rate_limited_total{limit="exports_per_minute"} '
+    text = api.client.get("/metrics").get_data(as_text=True)
+    return next((float(x[len(line) :]) for x in text.splitlines() if x.startswith(line)), 0.0)
+
+
 def test_a_burst_over_the_per_minute_limit_gets_429_with_retry_after(limited, settings):
     api, other = limited(), limited()
+    refused_before = limited_count(api)
     answers = [api.post("/exports", json={**SMALL, "delivery": "async", "columns": ["nope"]}) for _ in range(5)]
     assert {a.status_code for a in answers} == {400}  # refused requests count too
     over = api.post("/exports", json={**SMALL, "delivery": "async"})
@@ -57,6 +64,7 @@ def test_a_burst_over_the_per_minute_limit_gets_429_with_retry_after(limited, se
     assert "SPILLWAY_EXPORTS_PER_MINUTE" in error["message"] and "5" in error["message"]
     assert 1 <= int(over.headers["Retry-After"]) <= 60
     assert owned(settings, api) == 0  # nothing was created
+    assert limited_count(api) == refused_before + 1
     assert other.post("/exports", json={**SMALL, "delivery": "async"}).status_code == 202  # per key
     use = api.get("/limits").get_json()
     assert use["limits"]["exports_per_minute"]["limit"] == 5
