@@ -31,6 +31,7 @@ from shared.readslots import release_read_slot, take_read_slot
 from shared.records import fetch_value
 from shared.settings import Settings
 from shared.spec import ExportSpec, ScopeError, SpecError, parse_spec, xlsx_too_many_rows
+from shared.webhooks import Delivery, Notify, deliveries_of, parse_notify
 
 bp = Blueprint("exports", __name__)
 
@@ -56,8 +57,10 @@ def create_export():
     """Validate, count, and answer inline (200 text/csv) or async (202 + Location)."""
     s = settings()
     resources().rate_limits.take_export_request(_key_id())
+    body = read_json_body(s)
     try:
-        spec = parse_spec(read_json_body(s), current_principal().attributes)
+        spec = parse_spec(body, current_principal().attributes)
+        notify = parse_notify(body.get("notify"), s)
     except ScopeError as exc:
         raise ApiError(403, "scope_attribute_missing", exc.message, field=exc.field) from None
     except SpecError as exc:
@@ -65,13 +68,13 @@ def create_export():
     key = _idempotency_key()  # validated first: a bad header is a 400 whatever the tier
     if spec.format == "xlsx":
         _check_xlsx_rows(s, spec)
-    if spec.delivery != "async":
+    if spec.delivery != "async" and notify is None:  # a webhook asks for an export that is kept
         answer = _inline_answer(s, spec)
         if answer is not None:
             return answer
     owner = current_principal().owner
     with resources().state_pool.connection() as conn:
-        export, created = _create_within_quota(conn, s, owner, spec, key)
+        export, created = _create_within_quota(conn, s, owner, spec, key, notify)
         if not created:
             if export.request_hash != repo.request_hash(spec):
                 raise ApiError(
@@ -98,7 +101,9 @@ def _key_id() -> str:
     return str(principal.key_id) if principal.key_id is not None else f"owner:{principal.owner}"
 
 
-def _create_within_quota(conn, s: Settings, owner: str, spec: ExportSpec, key: str | None) -> tuple[Export, bool]:
+def _create_within_quota(
+    conn, s: Settings, owner: str, spec: ExportSpec, key: str | None, notify: Notify | None
+) -> tuple[Export, bool]:
     """Create the export unless the owner already has ``max_queued_per_owner`` waiting to start
     (429); a replay of an Idempotency-Key is answered whatever the count."""
     with conn.transaction():
@@ -113,7 +118,7 @@ def _create_within_quota(conn, s: Settings, owner: str, spec: ExportSpec, key: s
                 headers={"Retry-After": str(QUEUED_RETRY_AFTER_S)},
                 limit="queued_exports",
             )
-        return repo.create_export(conn, owner, spec, key)
+        return repo.create_export(conn, owner, spec, key, notify)
 
 
 def _check_xlsx_rows(s: Settings, spec: ExportSpec) -> None:
@@ -252,7 +257,8 @@ def _owned_export(export_id: str, admin_sees_all: bool = False) -> Export:
 @login_required
 def get_export(export_id: str):
     """Status, progress and, when completed, a freshly signed download URL."""
-    return jsonify(export_json(_owned_export(export_id), settings(), with_download=True))
+    export = _owned_export(export_id)
+    return jsonify(export_json(export, settings(), with_download=True, notify=_deliveries([export]).get(export.id)))
 
 
 @bp.get("/exports/<export_id>/download")
@@ -319,7 +325,19 @@ def list_exports():
     if more:
         last = page[-1]
         next_cursor = base64.urlsafe_b64encode(f"{last.created_at.isoformat()}|{last.id}".encode()).decode()
-    return jsonify({"exports": [export_json(r, settings()) for r in page], "next_cursor": next_cursor})
+    deliveries = _deliveries(page)
+    return jsonify(
+        {"exports": [export_json(r, settings(), notify=deliveries.get(r.id)) for r in page], "next_cursor": next_cursor}
+    )
+
+
+def _deliveries(exports: list[Export]) -> dict[uuid.UUID, list[Delivery]]:
+    """The webhook deliveries of the exports that asked for one (one query)."""
+    wanted = [e.id for e in exports if e.notify_url is not None]
+    if not wanted:
+        return {}
+    with resources().state_pool.connection() as conn:
+        return deliveries_of(conn, wanted)
 
 
 @bp.get("/limits")

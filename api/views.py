@@ -19,11 +19,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from flask import url_for
 
 from api.errors import ApiError
-from shared.crc import CRC32_ALGORITHM, crc32_hex
+from shared.export_view import export_view, iso
 from shared.formats import Output
 from shared.models import Export, ExportStatus
 from shared.settings import Settings
 from shared.storage import presign_download, probe_s3_client
+from shared.webhooks import Delivery
 
 log = logging.getLogger(__name__)
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})  # how S3 implementations say "no such object"
@@ -36,29 +37,6 @@ class ObjectCheck(StrEnum):
     MISSING = "missing"  # deleted behind Spillway's back
     CHANGED = "changed"  # replaced: another size or ETag
     UNVERIFIED = "unverified"  # S3 could not answer (outage, timeout, permissions)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
-
-
-def progress(export: Export) -> dict[str, Any]:
-    """Rows and parts done of total, and a percent that is exactly 100 when completed."""
-    total, done = export.total_rows, export.rows_done
-    if export.status == ExportStatus.COMPLETED:
-        percent = 100.0
-    elif total:
-        percent = min(99.9, round(100.0 * done / total, 1))
-    else:
-        percent = 0.0
-    return {
-        "total_rows": total,
-        "rows_done": done,
-        "parts_total": export.parts_total,
-        "parts_done": export.parts_done,
-        "bytes_done": export.bytes_done,
-        "percent": percent,
-    }
 
 
 def check_object(settings: Settings, export: Export) -> ObjectCheck:
@@ -113,7 +91,7 @@ def signed_download(settings: Settings, export: Export) -> dict[str, Any]:
         "url": presign_download(
             settings, export.object_key or "", export.filename, Output.of_spec(export.spec).content_type
         ),
-        "expires_at": _iso(url_expires),
+        "expires_at": iso(url_expires),
         "verified": found == ObjectCheck.SAME,
     }
     if found == ObjectCheck.UNVERIFIED:
@@ -124,42 +102,19 @@ def signed_download(settings: Settings, export: Export) -> dict[str, Any]:
     return link
 
 
-def checksum_json(export: Export) -> dict[str, str] | None:
-    """The whole object's checksum, ``{"algorithm": "crc32", "value": "<8 hex digits>"}``, once known."""
-    if export.object_crc32 is None:
-        return None
-    return {"algorithm": CRC32_ALGORITHM, "value": crc32_hex(export.object_crc32)}
-
-
-def export_json(export: Export, settings: Settings, with_download: bool = False) -> dict[str, Any]:
+def export_json(
+    export: Export, settings: Settings, with_download: bool = False, notify: list[Delivery] | None = None
+) -> dict[str, Any]:
     """Serialise an export; with ``with_download``, check the object and sign a fresh URL when completed.
 
     ``finished`` tells a client to stop polling (completed, failed, cancelled or expired).
     When the object is gone or replaced, ``download`` is None and ``download_error`` says why
     (the answer stays 200: the export itself is there).
     """
-    export_id = str(export.id)
-    body: dict[str, Any] = {
-        "id": export_id,
-        "status": export.status.value,
-        "finished": export.status.finished,
-        "dataset": export.dataset,
-        "request": export.spec,
-        "filename": export.filename,
-        "progress": progress(export),
-        "object_bytes": export.object_bytes,
-        "checksum": checksum_json(export),
-        "error": export.error,
-        "created_at": _iso(export.created_at),
-        "started_at": _iso(export.started_at),
-        "finished_at": _iso(export.finished_at),
-        "expires_at": _iso(export.expires_at),
-        "download": None,
-        "download_error": None,
-        "links": {
-            "self": url_for("exports.get_export", export_id=export_id),
-            "download": url_for("exports.download", export_id=export_id),
-        },
+    body = export_view(export, notify)
+    body["links"] = {
+        "self": url_for("exports.get_export", export_id=export.id),
+        "download": url_for("exports.download", export_id=export.id),
     }
     if with_download and export.status == ExportStatus.COMPLETED and export.object_key:
         try:

@@ -22,6 +22,7 @@ from shared.models import UNFINISHED, ChunkStatus, Export, ExportStatus, chunk_s
 from shared.planning import Plan
 from shared.records import columns, fetch_all, fetch_one, fetch_tuples, fetch_value
 from shared.spec import ExportSpec
+from shared.webhooks import Notify
 
 Conn = psycopg.Connection[Any]
 _COLUMNS = columns(Export)
@@ -47,8 +48,12 @@ def request_hash(spec: ExportSpec) -> str:
     return hashlib.sha256(json.dumps(spec.to_json(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def create_export(conn: Conn, owner: str, spec: ExportSpec, idempotency_key: str | None = None) -> tuple[Export, bool]:
+def create_export(
+    conn: Conn, owner: str, spec: ExportSpec, idempotency_key: str | None = None, notify: Notify | None = None
+) -> tuple[Export, bool]:
     """Insert a queued export; with an idempotency key, return the owner's existing one instead.
+
+    ``notify`` (its webhook) is not part of the request an idempotency key is bound to.
 
     Returns:
         ``(export, created)``. With a key already used by this owner, ``export`` is that
@@ -60,8 +65,8 @@ def create_export(conn: Conn, owner: str, spec: ExportSpec, idempotency_key: str
         conn,
         Export,
         sql.SQL(
-            "INSERT INTO exports (id, owner, dataset, spec, filename, status, idempotency_key, request_hash)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            "INSERT INTO exports (id, owner, dataset, spec, filename, status, idempotency_key, request_hash,"
+            " notify_url, notify_secret) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING {}"
         ).format(_COLUMNS),
         (
@@ -73,6 +78,8 @@ def create_export(conn: Conn, owner: str, spec: ExportSpec, idempotency_key: str
             ExportStatus.QUEUED,
             idempotency_key,
             digest,
+            notify.url if notify else None,
+            notify.secret if notify else None,
         ),
     )
     if row is not None:

@@ -9,20 +9,23 @@ cancelled by a client or failed by a worker.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
 
 import psycopg
 from redis import Redis
+from redis.exceptions import RedisError
 
-from shared import chunks_repo, exports_repo, metrics
+from shared import chunks_repo, exports_repo, metrics, webhooks
 from shared.db import cancel_export_queries
 from shared.models import Export, ExportStatus
-from shared.queue import CANCEL_FLAG_TTL_S, cancel_key, enqueue_chunks, enqueue_cleanup, enqueue_plan
+from shared.queue import CANCEL_FLAG_TTL_S, cancel_key, enqueue_chunks, enqueue_cleanup, enqueue_plan, enqueue_webhook
 from shared.settings import Settings
 
 Conn = psycopg.Connection[Any]
+log = logging.getLogger(__name__)
 
 
 def admit(conn: Conn, redis: Redis, settings: Settings, owner: str) -> list[uuid.UUID]:
@@ -47,6 +50,20 @@ def stop_running_work(redis: Redis, settings: Settings, export_id: uuid.UUID | s
     cancel_export_queries(settings, export_id)
 
 
+def announce_end(conn: Conn, redis: Redis, settings: Settings, ended: Export) -> None:
+    """What follows any end of an export: count it, and start its webhook delivery if it asked for one
+    (the reconciler creates and sends a delivery this process could not)."""
+    metrics.count(redis, settings, "spillway_exports_finished", status=ended.status.value)
+    delivery = webhooks.schedule(conn, ended)
+    if delivery is not None:
+        try:
+            enqueue_webhook(redis, settings, delivery, 1)
+        except RedisError as exc:
+            log.warning(
+                "export %s: webhook delivery %s not enqueued (%s); the reconciler will", ended.id, delivery, exc
+            )
+
+
 def end_export(
     conn: Conn, redis: Redis, settings: Settings, export_id: uuid.UUID, status: ExportStatus, error: str | None = None
 ) -> Export | None:
@@ -62,7 +79,7 @@ def end_export(
     ended = exports_repo.end_export(conn, export_id, status, error)
     if ended is None:
         return None
-    metrics.count(redis, settings, "spillway_exports_finished", status=status.value)
+    announce_end(conn, redis, settings, ended)
     stop_running_work(redis, settings, export_id)
     if ended.upload_id:
         enqueue_cleanup(redis, settings, export_id)

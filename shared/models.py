@@ -107,6 +107,7 @@ class Export:
     finalize_lease_expires_at: datetime | None
     object_crc32: int | None  # CRC-32 of the whole object (the parts' CRCs combined), once completed
     object_etag: str | None  # the object's ETag as S3 reported it when completed
+    notify_url: str | None  # where a webhook tells the owner the export ended (its secret is read apart)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", ExportStatus(self.status))

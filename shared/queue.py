@@ -21,7 +21,8 @@ PLAN = "worker.tasks.plan_job"
 CHUNK = "worker.tasks.chunk_job"
 FINALIZE = "worker.tasks.finalize_job"
 CLEANUP = "worker.tasks.cleanup_job"
-JOB_PATHS = (PLAN, CHUNK, FINALIZE, CLEANUP)  # every function a job of ours runs
+WEBHOOK = "worker.tasks.webhook_job"
+JOB_PATHS = (PLAN, CHUNK, FINALIZE, CLEANUP, WEBHOOK)  # every function a job of ours runs
 
 CONTROL_RESULT_TTL_S = 3600  # a finished plan/finalize/cleanup job stays visible in rq-dashboard an hour
 CHUNK_RESULT_TTL_S = 600  # finished chunk jobs are many; ten minutes is enough to look at one
@@ -58,6 +59,25 @@ def chunk_job_id(export_id: uuid.UUID | str, part_number: int, recovery: int = 0
 def finalize_job_id(export_id: uuid.UUID | str, attempt: int = 1) -> str:
     """``export-<id>-finalize-<n>``: n is the finalize attempt the job will claim."""
     return f"export-{export_id}-finalize-{attempt}"
+
+
+def webhook_job_id(delivery_id: uuid.UUID | str, attempt: int) -> str:
+    """``webhook-<delivery id>-<attempt>``."""
+    return f"webhook-{delivery_id}-{attempt}"
+
+
+def enqueue_webhook(redis: Redis, settings: Settings, delivery_id: uuid.UUID, attempt: int) -> None:
+    """Enqueue one delivery attempt (its retries are scheduled in Postgres, not by RQ)."""
+    control_queue(redis, settings).enqueue(
+        WEBHOOK,
+        str(delivery_id),
+        attempt,
+        job_id=webhook_job_id(delivery_id, attempt),
+        description=f"webhook delivery {delivery_id} attempt {attempt}",
+        job_timeout=settings.control_job_timeout_s,
+        result_ttl=CONTROL_RESULT_TTL_S,
+        failure_ttl=FAILURE_TTL_S,
+    )
 
 
 def cleanup_job_id(export_id: uuid.UUID | str) -> str:

@@ -54,6 +54,8 @@ DEFAULT_XLSX_MAX_ROWS = 10_000_000  # Ten sheets: beyond this a spreadsheet is t
 DEFAULT_EXPORTS_PER_MINUTE = 30  # POST /exports per key a minute (a moving window); 0: no limit.
 DEFAULT_INLINE_BYTES_PER_HOUR = 2_000_000_000  # Inline bytes per key an hour; past it auto goes async; 0: no limit.
 DEFAULT_MAX_QUEUED_PER_OWNER = 20  # Exports of one owner waiting to start; 0: no cap.
+DEFAULT_WEBHOOK_RETRY_DELAYS_S = "10,60,300,1800,7200"  # Six attempts within about 2.6 hours.
+DEFAULT_WEBHOOK_TIMEOUT_S = 10.0  # A receiver that has not answered after this is retried later.
 MAX_XLSX_SHEETS = 500  # half of an export's chunks at most (shared/planning.py MAX_CHUNKS)
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
 
@@ -110,6 +112,10 @@ class Settings:
     exports_per_minute: int = DEFAULT_EXPORTS_PER_MINUTE
     inline_bytes_per_hour: int = DEFAULT_INLINE_BYTES_PER_HOUR
     max_queued_per_owner: int = DEFAULT_MAX_QUEUED_PER_OWNER
+    webhook_allow_private: bool = False
+    webhook_allow_http: bool = False
+    webhook_retry_delays_s: str = DEFAULT_WEBHOOK_RETRY_DELAYS_S
+    webhook_timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
     api_processes: int = DEFAULT_API_PROCESSES
@@ -153,6 +159,15 @@ class Settings:
                     f"{PREFIX}{name.upper()} must be 0 (no limit) or positive, got {getattr(self, name)}"
                 )
         try:
+            hook_delays = self.webhook_retry_delays
+        except ValueError:
+            hook_delays = (-1.0,)
+        if any(d < 0 for d in hook_delays) or self.webhook_timeout_s <= 0:
+            raise SettingsError(
+                f"{PREFIX}WEBHOOK_RETRY_DELAYS_S must be comma-separated seconds and {PREFIX}WEBHOOK_TIMEOUT_S"
+                f" positive, got {self.webhook_retry_delays_s!r} and {self.webhook_timeout_s}"
+            )
+        try:
             delays = self.retry_delays
         except ValueError:
             delays = (-1,)
@@ -163,6 +178,11 @@ class Settings:
     def retry_delays(self) -> tuple[int, ...]:
         """Seconds to wait before each retry of a failed job."""
         return tuple(int(d) for d in self.retry_delays_s.split(",") if d.strip())
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        """Seconds before each retry of a webhook delivery (attempts: one more than these)."""
+        return tuple(float(d) for d in self.webhook_retry_delays_s.split(",") if d.strip())
 
     @property
     def queue_control(self) -> str:
@@ -183,6 +203,9 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
 def _convert(name: str, raw: str, kind: type) -> object:
     if kind is int:
         try:
@@ -194,6 +217,12 @@ def _convert(name: str, raw: str, kind: type) -> object:
             return float(raw)
         except ValueError:
             raise SettingsError(f"{PREFIX}{name.upper()} must be a number, got {raw!r}") from None
+    if kind is bool:
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise SettingsError(f"{PREFIX}{name.upper()} must be true or false, got {raw!r}")
     return raw
 
 
@@ -207,7 +236,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         SettingsError: a variable is set to a value of the wrong type or out of range.
     """
     env = os.environ if environ is None else environ
-    kinds = {"int": int, "float": float, "str": str}
+    kinds = {"int": int, "float": float, "str": str, "bool": bool}
     values: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
         raw = env.get(PREFIX + f.name.upper())

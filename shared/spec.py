@@ -21,7 +21,8 @@ from shared.pgtypes import show as _show
 
 MAX_IN_VALUES = 1000
 DELIVERIES = ("auto", "inline", "async")
-_TOP_LEVEL = {"dataset", "columns", "filters", "format", "compression", "delivery", "filename", "csv", "xlsx"}
+# "notify" (a webhook) is read by the API (shared/webhooks.py), not part of the spec
+_TOP_LEVEL = {"dataset", "columns", "filters", "format", "compression", "delivery", "filename", "csv", "xlsx", "notify"}
 
 
 class SpecError(ValueError):

@@ -17,10 +17,10 @@ import uuid
 
 from redis import Redis
 
-from shared import chunks_repo, exports_repo, metrics
+from shared import chunks_repo, exports_repo
 from shared.crc import crc32_of_parts
 from shared.db import connect_state, state_label
-from shared.lifecycle import admit
+from shared.lifecycle import admit, announce_end
 from shared.models import Chunk, ExportStatus
 from shared.settings import Settings
 from shared.spec import ExportSpec
@@ -72,9 +72,10 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
             object_crc32=crc32,
         )
         now = exports_repo.get_export(state, export_id)
+        if completed and now is not None:
+            announce_end(state, redis, settings, now)
         admit(state, redis, settings, export.owner)
     if completed:
-        metrics.count(redis, settings, "spillway_exports_finished", status=ExportStatus.COMPLETED.value)
         if spec.output.staged:
             _delete_staged(settings, export_id)
         return f"completed: {rows} rows, {size} bytes"

@@ -36,7 +36,7 @@ from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from shared import chunks_repo, datasets, exports_repo, metrics
+from shared import chunks_repo, datasets, exports_repo, metrics, webhooks
 from shared import queue as q
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit, fill_window
@@ -150,6 +150,20 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings) -> int:
     return count
 
 
+def dispatch_webhooks(conn: Conn, redis: Redis, settings: Settings) -> int:
+    """Create deliveries a process died before creating, and enqueue every attempt that is due
+    (first attempts whose job was lost, and retries whose delay has passed)."""
+    created = webhooks.schedule_missed(conn)
+    sent = 0
+    for delivery_id, attempt in webhooks.due(conn):
+        if job_state(redis, q.webhook_job_id(delivery_id, attempt)) in LIVE:
+            continue
+        _replace_job(redis, q.webhook_job_id(delivery_id, attempt))
+        q.enqueue_webhook(redis, settings, delivery_id, attempt)
+        sent += 1
+    return created + sent
+
+
 def expire_exports(conn: Conn, settings: Settings, limit: int = EXPIRE_BATCH) -> int:
     """Delete the objects of completed exports past ``expires_at``; mark them expired."""
     expiring = exports_repo.expiring_exports(conn, limit)
@@ -236,6 +250,7 @@ def reconcile(settings: Settings, redis: Redis, holder: str | None = None) -> di
             "scheduled": scheduled,
             "chunks": recover_chunks(conn, redis, settings),
             "control": recover_control_jobs(conn, redis, settings),
+            "webhooks": dispatch_webhooks(conn, redis, settings),
             "expired": expire_exports(conn, settings),
             "orphan_uploads": abort_orphan_uploads(conn, settings),
             "orphan_staged": delete_orphan_staged(conn, settings),

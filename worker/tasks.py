@@ -28,6 +28,7 @@ from worker.cleanup import cleanup
 from worker.failures import describe, is_permanent
 from worker.finalizer import finalize
 from worker.planner import plan
+from worker.webhooks import deliver
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +103,8 @@ def cleanup_job(export_id: str) -> str:
     export_uuid = uuid.UUID(export_id)
     with log_context(export=export_uuid, part="cleanup"):
         return cleanup(runtime.settings(), export_uuid)
+
+
+def webhook_job(delivery_id: str, attempt: int) -> str:
+    """One attempt of a webhook delivery (worker/webhooks.py); its retries are scheduled in Postgres."""
+    return deliver(runtime.settings(), runtime.redis(), uuid.UUID(delivery_id), attempt)

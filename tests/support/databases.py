@@ -28,7 +28,7 @@ def prepare_database(admin_url: str, dbname: str) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         migrate(conn)
         # A run starts with no exports: Redis is flushed too, so old ones would be orphans.
-        conn.execute("TRUNCATE exports, export_chunks, api_keys")
+        conn.execute("TRUNCATE exports, export_chunks, api_keys, webhook_deliveries")
         apply_schema(conn)
     return url
 
