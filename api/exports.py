@@ -19,6 +19,7 @@ from api.errors import ApiError
 from api.extensions import resources, settings
 from api.inline import inline_response
 from api.metrics import CANCELS, EXPORTS_ACCEPTED, INLINE_BYTES
+from api.ratelimits import rate_limited
 from api.views import export_json
 from shared import exports_repo as repo
 from shared.datasets import registry
@@ -110,13 +111,11 @@ def _create_within_quota(
         queued = repo.count_queued(conn, owner, lock=True) if s.max_queued_per_owner else 0
         replay = key is not None and repo.find_by_idempotency_key(conn, owner, key) is not None
         if queued >= s.max_queued_per_owner > 0 and not replay:
-            raise ApiError(
-                429,
-                "rate_limited",
+            raise rate_limited(
+                "queued_exports",
                 f"{owner} already has {queued} exports waiting to start, the most an owner may have"
                 f" (SPILLWAY_MAX_QUEUED_PER_OWNER); retry when some have started, or cancel some",
-                headers={"Retry-After": str(QUEUED_RETRY_AFTER_S)},
-                limit="queued_exports",
+                QUEUED_RETRY_AFTER_S,
             )
         return repo.create_export(conn, owner, spec, key, notify)
 

@@ -35,6 +35,11 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def rate_limited(limit: str, message: str, retry_after_s: int, **details: str) -> ApiError:
+    """The 429 of a limit: ``rate_limited``, the limit's name, a message naming its setting, Retry-After."""
+    return ApiError(429, "rate_limited", message, headers={"Retry-After": str(retry_after_s)}, limit=limit, **details)
+
+
 @dataclass(frozen=True)
 class Use:
     """One limit as ``GET /limits`` shows it: the limit, what is used, when the window frees."""
@@ -85,13 +90,11 @@ class RateLimits:
         except RedisError as exc:
             log.warning("rate limit not checked: Redis is unavailable (%s)", exc)
             return
-        raise ApiError(
-            429,
-            "rate_limited",
+        raise rate_limited(
+            "exports_per_minute",
             f"more than {self.requests.amount} export requests a minute for this key"
             f" (SPILLWAY_EXPORTS_PER_MINUTE); retry in {wait} s",
-            headers={"Retry-After": str(wait)},
-            limit="exports_per_minute",
+            wait,
         )
 
     def inline_bytes_left(self, key_id: str) -> int | None:
@@ -108,13 +111,11 @@ class RateLimits:
 
     def inline_bytes_exceeded(self, key_id: str, wait: int) -> ApiError:
         assert self.inline_bytes is not None
-        return ApiError(
-            429,
-            "rate_limited",
+        return rate_limited(
+            "inline_bytes_per_hour",
             f"this key has had more than {self.inline_bytes.amount} bytes of inline answers this hour"
             f" (SPILLWAY_INLINE_BYTES_PER_HOUR); retry in {wait} s, or use delivery 'async'",
-            headers={"Retry-After": str(wait)},
-            limit="inline_bytes_per_hour",
+            wait,
             field="delivery",
         )
 
