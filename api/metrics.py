@@ -40,6 +40,7 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 HTTP_REQUESTS = Counter(
     "spillway_http_requests", "API requests answered, by route, method and status", ("endpoint", "method", "status")
@@ -107,6 +108,7 @@ class StateCollector(Collector):
         try:
             control = Queue(s.queue_control, connection=redis).count
             chunk_jobs = Queue(s.queue_chunks, connection=redis).count
+            hooks = Queue(s.queue_webhooks, connection=redis).count
             slots = read_slots(redis, s)
             waiting_for_slot = slots.get_rate_limited_job_count()
             in_use = slots.get_allowed_job_count()
@@ -118,6 +120,7 @@ class StateCollector(Collector):
             return
         queues.add_metric([s.queue_control], float(control))
         queues.add_metric([s.queue_chunks], float(chunk_jobs))
+        queues.add_metric([s.queue_webhooks], float(hooks))
         yield queues
         yield GaugeMetricFamily(
             "spillway_chunks_waiting_for_read_slot",
@@ -168,7 +171,8 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def count_request(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        HTTP_REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        method = request.method if request.method in _METHODS else "other"  # a client may send any word
+        HTTP_REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
         started = g.get("metrics_started")
         if started is not None:
             HTTP_SECONDS.labels(endpoint).observe(time.perf_counter() - started)

@@ -45,10 +45,10 @@ class Use:
     """One limit as ``GET /limits`` shows it: the limit, what is used, when the window frees."""
 
     limit: int
-    used: int
-    reset_in_s: float
+    used: int | None
+    reset_in_s: float | None
 
-    def json(self) -> dict[str, int | float]:
+    def json(self) -> dict[str, int | float | None]:
         return {"limit": self.limit, "used": self.used, "reset_in_s": self.reset_in_s}
 
 
@@ -129,11 +129,20 @@ class RateLimits:
             log.warning("inline bytes of key %s not counted: Redis is unavailable (%s)", key_id, exc)
 
     def usage(self, key_id: str) -> dict[str, Use | None]:
-        """This key's windows now (None: that limit is off)."""
-        return {
-            "exports_per_minute": self._use(self._moving, self.requests, "exports", key_id),
-            "inline_bytes_per_hour": self._use(self._fixed, self.inline_bytes, "inline-bytes", key_id),
+        """This key's windows now (None: that limit is off; ``used`` None: Redis did not answer,
+        and the limits are not enforced while it does not)."""
+        windows = {
+            "exports_per_minute": (self._moving, self.requests, "exports"),
+            "inline_bytes_per_hour": (self._fixed, self.inline_bytes, "inline-bytes"),
         }
+        found: dict[str, Use | None] = {}
+        for name, (strategy, item, scope) in windows.items():
+            try:
+                found[name] = self._use(strategy, item, scope, key_id)
+            except RedisError as exc:
+                log.warning("limits not read: Redis is unavailable (%s)", exc)
+                found[name] = Use(item.amount, None, None) if item is not None else None
+        return found
 
     def _use(self, strategy, item: RateLimitItem | None, *identifiers: str) -> Use | None:
         if item is None:

@@ -54,14 +54,14 @@ def announce_end(conn: Conn, redis: Redis, settings: Settings, ended: Export) ->
     """What follows any end of an export: count it, and start its webhook delivery if it asked for one
     (the reconciler creates and sends a delivery this process could not)."""
     metrics.count(redis, settings, "spillway_exports_finished", status=ended.status.value)
-    delivery = webhooks.schedule(conn, ended)
-    if delivery is not None:
-        try:
+    if ended.notify_url is None:
+        return
+    try:  # last and never fatal: the export has ended whatever happens here
+        delivery = webhooks.schedule(conn, ended)
+        if delivery is not None:
             enqueue_webhook(redis, settings, delivery, 1)
-        except RedisError as exc:
-            log.warning(
-                "export %s: webhook delivery %s not enqueued (%s); the reconciler will", ended.id, delivery, exc
-            )
+    except (psycopg.Error, RedisError) as exc:
+        log.warning("export %s: its webhook delivery is not started (%s); the reconciler will", ended.id, exc)
 
 
 def end_export(
@@ -79,9 +79,9 @@ def end_export(
     ended = exports_repo.end_export(conn, export_id, status, error)
     if ended is None:
         return None
-    announce_end(conn, redis, settings, ended)
     stop_running_work(redis, settings, export_id)
     if ended.upload_id:
         enqueue_cleanup(redis, settings, export_id)
     admit(conn, redis, settings, ended.owner)
+    announce_end(conn, redis, settings, ended)
     return ended

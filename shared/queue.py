@@ -27,6 +27,7 @@ JOB_PATHS = (PLAN, CHUNK, FINALIZE, CLEANUP, WEBHOOK)  # every function a job of
 CONTROL_RESULT_TTL_S = 3600  # a finished plan/finalize/cleanup job stays visible in rq-dashboard an hour
 CHUNK_RESULT_TTL_S = 600  # finished chunk jobs are many; ten minutes is enough to look at one
 FAILURE_TTL_S = 7 * 86400  # a failed job (and its traceback) is kept a week for the operator
+WEBHOOK_JOB_MARGIN_S = 30  # a delivery job's limit beyond the attempt's deadline (two state queries)
 CANCEL_FLAG_TTL_S = 7 * 86400  # longer than any export can run: a late chunk still sees its cancel
 
 
@@ -67,14 +68,15 @@ def webhook_job_id(delivery_id: uuid.UUID | str, attempt: int) -> str:
 
 
 def enqueue_webhook(redis: Redis, settings: Settings, delivery_id: uuid.UUID, attempt: int) -> None:
-    """Enqueue one delivery attempt (its retries are scheduled in Postgres, not by RQ)."""
-    control_queue(redis, settings).enqueue(
+    """Enqueue one delivery attempt on the webhook queue (its retries are scheduled in Postgres, not
+    by RQ); the job's limit is the attempt's own deadline plus a margin."""
+    Queue(settings.queue_webhooks, connection=redis).enqueue(
         WEBHOOK,
         str(delivery_id),
         attempt,
         job_id=webhook_job_id(delivery_id, attempt),
         description=f"webhook delivery {delivery_id} attempt {attempt}",
-        job_timeout=settings.control_job_timeout_s,
+        job_timeout=int(settings.webhook_timeout_s) + WEBHOOK_JOB_MARGIN_S,
         result_ttl=CONTROL_RESULT_TTL_S,
         failure_ttl=FAILURE_TTL_S,
     )

@@ -190,6 +190,16 @@ class Settings:
         return f"{self.queue_prefix}-control"
 
     @property
+    def queue_webhooks(self) -> str:
+        """Queue of webhook delivery attempts: served last, so a slow receiver never holds up an export."""
+        return f"{self.queue_prefix}-webhooks"
+
+    @property
+    def webhook_attempts(self) -> int:
+        """Attempts a delivery gets: the first and one per retry delay."""
+        return len(self.webhook_retry_delays) + 1
+
+    @property
     def queue_chunks(self) -> str:
         """Queue of chunk jobs (one COPY and one part upload each)."""
         return f"{self.queue_prefix}-chunks"

@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import hmac
 import ipaddress
@@ -43,6 +44,9 @@ Conn = psycopg.Connection[Any]
 MAX_URL_CHARS = 2000
 SECRET_CHARS = (16, 256)  # a shorter secret is guessable; a longer one is a mistake
 MAX_ERROR_CHARS = 500
+RESOLVE_TIMEOUT_S = 5.0  # getaddrinfo has no timeout of its own: a silent nameserver would hold a thread
+# Lookups run here so that the caller can stop waiting; a stuck one keeps one of these threads.
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,13 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 def _address_problem(address: str) -> str | None:
     """Why a resolved address is not a public one (None: it is)."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # a scope id (fe80::1%eth0) names no other address
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:  # an IPv4 address carried inside: judge that one
+            problem = _address_problem(str(embedded))
+            if problem:
+                return problem
     for kind, flag in (  # the most telling first: 0.0.0.0 and 169.254/16 are "private" too
         ("unspecified", ip.is_unspecified),
         ("loopback", ip.is_loopback),
@@ -113,22 +121,31 @@ def check_destination(url: str, settings: Settings) -> Destination:
         raise DestinationError("must not hold credentials: the signature authenticates Spillway")
     if parts.fragment:
         raise DestinationError("must not have a #fragment")
+    if port == 0:
+        raise DestinationError("has port 0")
     port = port or (443 if parts.scheme == "https" else 80)
+    try:  # one ASCII form for the lookup, the Host header, SNI and the certificate check
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise DestinationError(f"host {parts.hostname!r} is not a valid host name ({exc})") from None
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise DestinationError(f"host {parts.hostname!r} does not resolve ({exc})") from None
+        found = lookup.result(timeout=RESOLVE_TIMEOUT_S)
+    except concurrent.futures.TimeoutError:
+        raise DestinationError(f"host {host!r} did not resolve within {RESOLVE_TIMEOUT_S:.0f} s") from None
+    except (OSError, UnicodeError) as exc:
+        raise DestinationError(f"host {host!r} does not resolve ({exc})") from None
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in found))
     if not settings.webhook_allow_private:
         for address in addresses:
             problem = _address_problem(address)
             if problem:
                 raise DestinationError(
-                    f"host {parts.hostname!r} resolves to {address}, a {problem} address; webhooks go to"
+                    f"host {host!r} resolves to {address}, a {problem} address; webhooks go to"
                     " public addresses only (SPILLWAY_WEBHOOK_ALLOW_PRIVATE=true allows others)"
                 )
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Destination(parts.scheme, parts.hostname, port, target, addresses)
+    return Destination(parts.scheme, host, port, target, addresses)
 
 
 def parse_notify(value: Any, settings: Settings) -> Notify | None:
@@ -223,13 +240,24 @@ def schedule_missed(conn: Conn, limit: int = 100) -> int:
     return len(rows)
 
 
-def due(conn: Conn, limit: int = 100) -> list[tuple[uuid.UUID, int]]:
-    """Pending deliveries whose next attempt is due and not in progress: ``(id, next attempt)``."""
+def due(conn: Conn, max_attempts: int, limit: int = 100) -> list[tuple[uuid.UUID, int]]:
+    """Pending deliveries whose next attempt is due and not in progress: ``(id, next attempt)``.
+
+    First ends as ``failed`` those that used every attempt without recording an outcome (their
+    last attempts were killed: a job past its limit, a dead worker).
+    """
+    conn.execute(
+        "UPDATE webhook_deliveries SET status = 'failed', lease_expires_at = NULL,"
+        " last_error = coalesce(last_error || '; ', '') || 'gave up: no attempt recorded an outcome'"
+        " WHERE status = 'pending' AND attempts >= %s AND (lease_expires_at IS NULL OR lease_expires_at < now())",
+        (max_attempts,),
+    )
     rows = fetch_tuples(
         conn,
         "SELECT id, attempts + 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()"
-        " AND (lease_expires_at IS NULL OR lease_expires_at < now()) ORDER BY next_attempt_at LIMIT %s",
-        (limit,),
+        " AND attempts < %s AND (lease_expires_at IS NULL OR lease_expires_at < now())"
+        " ORDER BY next_attempt_at LIMIT %s",
+        (max_attempts, limit),
     )
     return [(r[0], r[1]) for r in rows]
 
@@ -244,8 +272,10 @@ class Claimed:
     secret: str
 
 
-def claim(conn: Conn, delivery_id: uuid.UUID, attempt: int, lease_s: int) -> Claimed | None:
+def claim(conn: Conn, delivery_id: uuid.UUID, attempt: int, lease_s: int, max_attempts: int) -> Claimed | None:
     """Start attempt ``attempt`` of a due pending delivery (None: not due, taken, or over)."""
+    if attempt > max_attempts:
+        return None
     rows = fetch_tuples(
         conn,
         "UPDATE webhook_deliveries d SET attempts = attempts + 1, lease_expires_at = now() + make_interval(secs => %s)"

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"spillway worker: not starting: the source database is unreachable: {exc}") from None
     configure_logging()
     connection = Redis.from_url(settings.redis_url)
-    queues = [Queue(name, connection=connection) for name in (settings.queue_control, settings.queue_chunks)]
+    names = (settings.queue_control, settings.queue_chunks, settings.queue_webhooks)
+    queues = [Queue(name, connection=connection) for name in names]
     base_name = args.name or f"{socket.gethostname()}.{os.getpid()}"
     # RQ's loop ends (it does not retry) when Redis fails outside a dequeue, e.g. while Redis
     # restarts; run it again, under a new name, until a stop is requested.

@@ -72,9 +72,9 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
             object_crc32=crc32,
         )
         now = exports_repo.get_export(state, export_id)
+        admit(state, redis, settings, export.owner)
         if completed and now is not None:
             announce_end(state, redis, settings, now)
-        admit(state, redis, settings, export.owner)
     if completed:
         if spec.output.staged:
             _delete_staged(settings, export_id)

@@ -155,7 +155,7 @@ def dispatch_webhooks(conn: Conn, redis: Redis, settings: Settings) -> int:
     (first attempts whose job was lost, and retries whose delay has passed)."""
     created = webhooks.schedule_missed(conn)
     sent = 0
-    for delivery_id, attempt in webhooks.due(conn):
+    for delivery_id, attempt in webhooks.due(conn, settings.webhook_attempts):
         if job_state(redis, q.webhook_job_id(delivery_id, attempt)) in LIVE:
             continue
         _replace_job(redis, q.webhook_job_id(delivery_id, attempt))

@@ -9,6 +9,7 @@ a private address included): a 3xx is a failed attempt like a 5xx.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import ssl
@@ -21,6 +22,7 @@ from redis import Redis
 from shared import exports_repo, metrics, webhooks
 from shared.db import connect_state, state_label
 from shared.export_view import export_view
+from shared.queue import WEBHOOK_JOB_MARGIN_S
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,18 +55,33 @@ def _post(destination: webhooks.Destination, body: bytes, headers: dict[str, str
             body=body,
             headers={**headers, "Host": host if destination.port == default_port else f"{host}:{destination.port}"},
             redirect=False,
-            preload_content=True,
+            preload_content=False,  # the status is the answer; the body is not read into memory
         )
+        response.release_conn()
         return int(response.status)
     finally:
         pool.close()
+
+
+def _post_within(destination: webhooks.Destination, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
+    """:func:`_post` with a deadline for the whole attempt: urllib3's read timeout is per read, so
+    a receiver that drips its answer a byte at a time would hold the attempt for ever. A thread
+    past the deadline is left behind; the job's process ends after the job."""
+    runner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-post")
+    try:
+        return runner.submit(_post, destination, body, headers, timeout_s).result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        raise TimeoutError(f"the receiver did not answer within {timeout_s:g} s") from None
+    finally:
+        runner.shutdown(wait=False)
 
 
 def deliver(settings: Settings, redis: Redis, delivery_id: uuid.UUID, attempt: int) -> str:
     """Make attempt ``attempt`` of a delivery; return what happened."""
     label = state_label("webhook")
     with connect_state(settings, label) as state:
-        claimed = webhooks.claim(state, delivery_id, attempt, settings.control_job_timeout_s)
+        lease = int(settings.webhook_timeout_s) + WEBHOOK_JOB_MARGIN_S
+        claimed = webhooks.claim(state, delivery_id, attempt, lease, settings.webhook_attempts)
         if claimed is None:
             return f"skipped: attempt {attempt} of delivery {delivery_id} is not due, taken or over"
         export = exports_repo.get_export(state, claimed.delivery.export_id)
@@ -89,11 +106,14 @@ def deliver(settings: Settings, redis: Redis, delivery_id: uuid.UUID, attempt: i
         error, final = f"refused at delivery: notify.url {exc}", True
     else:
         try:
-            status_code = _post(destination, body, headers, settings.webhook_timeout_s)
+            status_code = _post_within(destination, body, headers, settings.webhook_timeout_s)
             if not 200 <= status_code < 300:
                 error = f"the receiver answered {status_code}"
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # TimeoutError is an OSError
             error = f"no answer from the receiver: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any other failure is this attempt's outcome, not a crash
+            log.exception("webhook attempt %d failed unexpectedly", attempt)
+            error = f"the attempt failed: {type(exc).__name__}: {exc}"
     delays = settings.webhook_retry_delays
     retry_in = None if error is None or final or attempt > len(delays) else delays[attempt - 1]
     with connect_state(settings, label) as state:

@@ -9,8 +9,10 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,6 +25,7 @@ from tests.support.api import ApiSession
 from tests.support.processes import spawn, stop
 from tests.support.waiting import wait_for
 from tests.support.workers import WorkerPool
+from worker.webhooks import _post, _post_within
 
 SECRET = "a-receiver-secret-of-some-length"
 SMALL = {"dataset": "products", "columns": ["id", "name"], "filters": {"id": {"lte": 2_000}}, "delivery": "async"}
@@ -183,6 +186,10 @@ def test_a_receiver_answering_500_twice_gets_it_on_the_third_attempt(hooks, rece
         ("https://user:pw@203.0.113.9/hook", "credentials"),
         ("ftp://203.0.113.9/hook", "https"),
         ("https://no-such-host.invalid/hook", "does not resolve"),
+        ("https://[2002:a9fe:a9fe::1]/hook", "link-local"),  # 6to4 carrying 169.254.169.254
+        ("https://[2001:db8::1]/hook", "private"),
+        ("https://ｌｏｃａｌｈｏｓｔ/hook", "loopback"),  # full-width letters are localhost once converted
+        ("https://203.0.113.9:0/hook", "port 0"),
         ("not a url", "https"),
     ],
 )
@@ -241,3 +248,53 @@ def test_an_address_that_turned_private_is_refused_at_delivery(settings, seeded,
         assert delivery["status"] == "failed" and delivery["attempts"] == 1  # refused: not retried
         assert "refused at delivery" in delivery["last_error"] and "loopback" in delivery["last_error"]
         assert receiver.for_export(export["id"]) == []
+
+
+@contextmanager
+def local_server(handler_class) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/in"
+    finally:
+        server.shutdown()
+
+
+def test_a_redirect_is_not_followed_and_a_dripping_receiver_is_cut_off(settings):
+    open_settings = settings.replace(webhook_allow_private=True, webhook_allow_http=True)
+    hits: list[str] = []
+
+    class Target(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    with local_server(Target) as target:
+
+        class Redirect(Target):
+            def do_POST(self):  # noqa: N802
+                self.send_response(307)
+                self.send_header("Location", target)
+                self.end_headers()
+
+        with local_server(Redirect) as url:
+            assert _post(check_destination(url, open_settings), b"{}", {}, 5) == 307
+        assert hits == []  # never followed
+
+    class Drip(Target):
+        def do_POST(self):  # noqa: N802
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(40):  # a header byte every 0.1 s: each read is quick, the answer never ends
+                self.wfile.write(b"X")
+                self.wfile.flush()
+                time.sleep(0.1)
+
+    with local_server(Drip) as url:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="within 1 s"):
+            _post_within(check_destination(url, open_settings), b"{}", {}, 1.0)
+        assert time.monotonic() - started < 2.5
