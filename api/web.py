@@ -48,6 +48,12 @@ def index() -> Response:
     return send_from_directory(UI_DIR, "index.html")
 
 
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """The page's icon, where browsers look for it on any page of this origin (a JSON answer too)."""
+    return send_from_directory(UI_DIR, "icon.svg", mimetype="image/svg+xml")
+
+
 @bp.after_request
 def security_headers(response: Response) -> Response:
     response.headers.update(SECURITY_HEADERS)

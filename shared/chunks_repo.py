@@ -52,7 +52,7 @@ def claim_chunk(conn: Conn, export_id: uuid.UUID, part_number: int, worker: str,
             " FROM exports e WHERE e.id = c.export_id AND e.status = %s"
             " AND c.export_id = %s AND c.part_number = %s"
             " AND (c.status = %s OR (c.status = %s AND c.lease_expires_at < now()))"
-            " RETURNING {}, e.object_key, e.upload_id, e.spec"
+            " RETURNING {}, e.object_key, e.upload_id, e.spec, e.owner"
         ).format(columns(Chunk, "c")),
         (
             ChunkStatus.RUNNING,
@@ -143,6 +143,9 @@ def record_part(
         was the last part so that this caller must enqueue the finalizer (true exactly once).
     """
     with conn.transaction():
+        # Lock order: the export's row before its chunks' rows, as ending an export takes them
+        # (a cancel meeting this write the other way round was a deadlock).
+        fetch_value(conn, "SELECT 1 FROM exports WHERE id = %s FOR NO KEY UPDATE", (export_id,))
         done = fetch_value(
             conn,
             "UPDATE export_chunks SET status = %s, etag = %s, rows = %s, bytes = %s, crc32 = %s, raw_bytes = %s,"

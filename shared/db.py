@@ -20,6 +20,7 @@ from shared.settings import Settings
 
 LABEL_PREFIX = "spillway"
 _LABEL_MAX = 63  # PostgreSQL truncates application_name to 63 bytes
+STATE_IDLE_IN_TRANSACTION_MS = 2000  # well under the API's 5 s statement timeout, far over any transaction
 
 
 def export_label(export_id: object, step: str) -> str:
@@ -51,7 +52,9 @@ def connect_state(settings: Settings, purpose: str) -> psycopg.Connection[dict[s
     return psycopg.connect(
         settings.state_database_url,
         application_name=purpose[:_LABEL_MAX],
-        options="-c TimeZone=UTC",
+        # A paused (SIGSTOPped, swapped-out) process must not hold rows that a cancel waits for:
+        # its open transaction is ended after this. No state transaction waits on anything else.
+        options=f"-c TimeZone=UTC -c idle_in_transaction_session_timeout={STATE_IDLE_IN_TRANSACTION_MS}",
         row_factory=dict_row,
         connect_timeout=5,
         autocommit=True,

@@ -151,6 +151,7 @@ class ClaimedChunk(Chunk):
     object_key: str
     upload_id: str
     spec: dict[str, Any]
+    owner: str
 
 
 def field_names(record: type[Any]) -> tuple[str, ...]:
