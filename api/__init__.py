@@ -39,9 +39,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    from api import metrics
+    from api import metrics, requests
     from api.extensions import init_app
 
+    requests.init_app(app)
     init_app(app)
     metrics.init_app(app)
 

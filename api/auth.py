@@ -16,6 +16,7 @@ from flask import g, request
 from api.errors import ApiError
 from api.extensions import resources, settings
 from shared.keys import Principal, authenticate, hash_key
+from shared.logs import bind_log_context
 
 _cache: dict[str, tuple[Principal, float]] = {}
 _cache_lock = threading.Lock()
@@ -57,6 +58,7 @@ def login_required(view):
         if principal is None:
             raise ApiError(401, "unauthorized", "invalid or revoked API key")
         g.principal = principal
+        bind_log_context(owner=principal.owner)
         return view(*args, **kwargs)
 
     return wrapped

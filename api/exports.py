@@ -26,6 +26,7 @@ from shared.datasets import registry
 from shared.db import connect_source, process_label
 from shared.formats import formats_json
 from shared.lifecycle import admit, end_export
+from shared.logs import bind_log_context
 from shared.models import Export, ExportStatus
 from shared.query import count_capped
 from shared.readslots import release_read_slot, take_read_slot
@@ -76,6 +77,7 @@ def create_export():
     owner = current_principal().owner
     with resources().state_pool.connection() as conn:
         export, created = _create_within_quota(conn, s, owner, spec, key, notify)
+        bind_log_context(export=export.id)
         if not created:
             if export.request_hash != repo.request_hash(spec):
                 raise ApiError(
@@ -93,6 +95,7 @@ def create_export():
                 "export %s: queue unavailable (%s); the reconciler will enqueue it", export.id, exc
             )
     EXPORTS_ACCEPTED.labels("async", spec.format).inc()
+    current_app.logger.info("export accepted: %s of %s, %s", spec.format, spec.dataset, spec.delivery)
     return _accepted(export)
 
 

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from shared.logs import logging_config
 from shared.settings import load_settings
 
 _settings = load_settings()
@@ -34,6 +35,9 @@ keepalive = 5
 # Its request lines hold no secret: keys travel in a header, and presigned URLs go to S3, not here.
 accesslog = "-"
 errorlog = "-"
+# Both through the one configuration of every Spillway process (shared/logs.py): SPILLWAY_LOG_FORMAT
+# text or json, each line with its request id (the access line reads it from X-Request-Id).
+logconfig_dict = logging_config(_settings.log_format, _settings.log_level.upper())
 
 
 def on_starting(server):

@@ -55,6 +55,10 @@ DEFAULT_EXPORTS_PER_MINUTE = 30  # POST /exports per key a minute (a moving wind
 DEFAULT_INLINE_BYTES_PER_HOUR = 2_000_000_000  # Inline bytes per key an hour; past it auto goes async; 0: no limit.
 DEFAULT_MAX_QUEUED_PER_OWNER = 20  # Exports of one owner waiting to start; 0: no cap.
 DEFAULT_WEBHOOK_RETRY_DELAYS_S = "10,60,300,1800,7200"  # Six attempts within about 2.6 hours.
+LOG_FORMATS = ("text", "json")  # SPILLWAY_LOG_FORMAT's choices (shared/logs.py)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_LOG_FORMAT = "text"  # Readable in a terminal; "json" for a log pipeline (one object a line).
+DEFAULT_LOG_LEVEL = "INFO"  # A line per job and per request; DEBUG adds the libraries' detail.
 DEFAULT_WEBHOOK_TIMEOUT_S = 10.0  # A receiver that has not answered after this is retried later.
 MAX_XLSX_SHEETS = 500  # half of an export's chunks at most (shared/planning.py MAX_CHUNKS)
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # S3's minimum size of a non-last multipart part.
@@ -124,8 +128,14 @@ class Settings:
     dashboard_port: int = DEFAULT_DASHBOARD_PORT
     dashboard_user: str = "admin"
     dashboard_password: str = field(default="", repr=False)
+    log_format: str = DEFAULT_LOG_FORMAT
+    log_level: str = DEFAULT_LOG_LEVEL
 
     def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"{PREFIX}LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise SettingsError(f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.xlsx_sheet_rows > DEFAULT_XLSX_SHEET_ROWS:
             raise SettingsError(f"{PREFIX}XLSX_SHEET_ROWS must be at most {DEFAULT_XLSX_SHEET_ROWS} (Excel's sheet)")
         if self.xlsx_sheet_rows > 0 and -(-self.xlsx_max_rows // self.xlsx_sheet_rows) > MAX_XLSX_SHEETS:

@@ -21,9 +21,10 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
+from rq.job import Job
 
 from shared.datasets import DatasetsError
-from shared.logs import configure_logging
+from shared.logs import configure_logging, log_context
 from shared.settings import Settings, load_settings
 
 log = logging.getLogger("spillway.worker")
@@ -31,8 +32,24 @@ _stop = {"requested": False}
 RESTART_DELAYS_S = (1, 2, 5, 10)  # waits before starting the worker loop again after Redis errors
 
 
+def job_log_fields(job: Job) -> dict[str, object]:
+    """The export and part a job works on, for RQ's own lines about it (our jobs take the
+    export's id first, and a chunk job its part number second)."""
+    name = (job.func_name or "").rsplit(".", 1)[-1]
+    if name == "chunk_job" and len(job.args) >= 2:
+        return {"export": job.args[0], "part": job.args[1]}
+    if name in ("plan_job", "finalize_job", "cleanup_job") and job.args:
+        return {"export": job.args[0], "part": name.removesuffix("_job")}
+    return {}
+
+
 class SpillwayWorker(Worker):
     """RQ's forking worker; a warm shutdown also asks the running chunk to hand back."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run the job with its export in every line, the work horse's (forked inside) included."""
+        with log_context(**job_log_fields(job)):
+            super().execute_job(job, queue)
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
@@ -76,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"spillway worker: not starting: {exc}") from None
     except psycopg.OperationalError as exc:
         raise SystemExit(f"spillway worker: not starting: the source database is unreachable: {exc}") from None
-    configure_logging()
+    configure_logging(settings)
     connection = Redis.from_url(settings.redis_url)
     names = (settings.queue_control, settings.queue_chunks, settings.queue_webhooks)
     queues = [Queue(name, connection=connection) for name in names]
@@ -91,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             name=base_name if incarnation == 0 else f"{base_name}.{incarnation}",
         )
         try:
-            worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+            worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level.upper())
         except (RedisConnectionError, RedisTimeoutError) as exc:
             log.error("worker loop stopped by a Redis error: %s", exc)
         if _stop["requested"] or args.burst:

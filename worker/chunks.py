@@ -196,7 +196,7 @@ def run_chunk(
             chunk = chunks_repo.claim_chunk(state, export_id, part_number, worker, settings.lease_s)
         if chunk is None:
             return "skipped: chunk done, leased elsewhere, or export not running"
-        with log_context(attempt=chunk.attempt):
+        with log_context(attempt=chunk.attempt, owner=chunk.owner):
             return _run_attempt(settings, redis, chunk, label, meta, liveness)
     finally:
         liveness.close()
@@ -287,6 +287,7 @@ def _run_attempt(
             abort_upload(settings, chunk.object_key, chunk.upload_id)
         log.warning("write rejected: the export was cancelled or a newer attempt holds this chunk")
         return "rejected: the export was cancelled or a newer attempt holds this chunk"
+    log.info("part recorded: %d rows, %d bytes in %.2f s", rows, size, time.monotonic() - started)
     return f"part {part_number}: {rows} rows, {size} bytes"
 
 

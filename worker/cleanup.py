@@ -11,6 +11,7 @@ import uuid
 
 from shared import exports_repo
 from shared.db import connect_state, state_label
+from shared.logs import bind_log_context
 from shared.models import ExportStatus
 from shared.settings import Settings
 from shared.storage import s3_client
@@ -28,6 +29,8 @@ def cleanup(settings: Settings, export_id: uuid.UUID) -> str:
     """Abort the export's upload (and any other upload of its key); delete a stray object."""
     with connect_state(settings, state_label("cleanup", export_id)) as state:
         export = exports_repo.get_export(state, export_id)
+    if export is not None:
+        bind_log_context(owner=export.owner)
     if export is None or export.status not in (ExportStatus.CANCELLED, ExportStatus.FAILED) or not export.object_key:
         return "nothing to clean"
     key = export.object_key

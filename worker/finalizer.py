@@ -21,6 +21,7 @@ from shared import chunks_repo, exports_repo
 from shared.crc import crc32_of_parts
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit, announce_end
+from shared.logs import bind_log_context
 from shared.models import Chunk, ExportStatus
 from shared.settings import Settings
 from shared.spec import ExportSpec
@@ -38,6 +39,8 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     with connect_state(settings, label) as state:
         attempt = exports_repo.claim_finalize(state, export_id, settings.lease_s)
         export = exports_repo.get_export(state, export_id)
+        if export is not None:
+            bind_log_context(owner=export.owner, attempt=attempt)
         if attempt is None or export is None:
             return f"skipped: export is {export.status if export else 'gone'} or being finalized"
         parts = chunks_repo.done_parts(state, export_id)
@@ -78,6 +81,7 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     if completed:
         if spec.output.staged:
             _delete_staged(settings, export_id)
+        log.info("export completed: %d rows, %d bytes", rows, size)
         return f"completed: {rows} rows, {size} bytes"
     if now is not None and now.status in (ExportStatus.CANCELLED, ExportStatus.FAILED):
         # Cancelled or failed while completing: the object must not outlive the export.

@@ -15,6 +15,7 @@ from redis import Redis
 from shared import exports_repo
 from shared.db import connect_source, connect_state, export_label, state_label
 from shared.lifecycle import fill_window
+from shared.logs import bind_log_context
 from shared.models import ExportStatus
 from shared.planning import cut_plan
 from shared.settings import Settings
@@ -34,6 +35,8 @@ def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     label = state_label("plan", export_id)
     with connect_state(settings, label) as state:
         export = exports_repo.get_export(state, export_id)
+    if export is not None:
+        bind_log_context(owner=export.owner)
     if export is None or export.status != ExportStatus.QUEUED:
         return f"skipped: export is {export.status if export else 'gone'}"
     spec = ExportSpec.from_json(export.spec)

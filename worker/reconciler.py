@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--once", action="store_true", help="run one pass and exit")
     args = parser.parse_args(argv)
     settings = load_settings()
-    configure_logging()
+    configure_logging(settings)
     try:
         datasets.load(settings)  # a bad datasets file stops the reconciler at start, like the API and workers
     except datasets.DatasetsError as exc:

@@ -107,4 +107,5 @@ def cleanup_job(export_id: str) -> str:
 
 def webhook_job(delivery_id: str, attempt: int) -> str:
     """One attempt of a webhook delivery (worker/webhooks.py); its retries are scheduled in Postgres."""
-    return deliver(runtime.settings(), runtime.redis(), uuid.UUID(delivery_id), attempt)
+    with log_context():  # the delivery binds its export's fields once it has read them
+        return deliver(runtime.settings(), runtime.redis(), uuid.UUID(delivery_id), attempt)

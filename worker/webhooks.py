@@ -22,6 +22,7 @@ from redis import Redis
 from shared import exports_repo, metrics, webhooks
 from shared.db import connect_state, state_label
 from shared.export_view import export_view
+from shared.logs import bind_log_context
 from shared.queue import WEBHOOK_JOB_MARGIN_S
 from shared.settings import Settings
 
@@ -87,6 +88,7 @@ def deliver(settings: Settings, redis: Redis, delivery_id: uuid.UUID, attempt: i
         export = exports_repo.get_export(state, claimed.delivery.export_id)
         deliveries = webhooks.deliveries_of(state, [claimed.delivery.export_id]).get(claimed.delivery.export_id)
     assert export is not None  # a delivery's export is never deleted
+    bind_log_context(export=export.id, part="webhook", attempt=attempt, owner=export.owner)
     body = json.dumps(export_view(export, deliveries), separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
     headers = {
