@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             ``flask`` command it is reported by the command that needs it instead, so that
             ``datasets check`` can say what is wrong and ``keys create`` still works).
     """
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the page serves its own files (api/web.py)
     app.config["SPILLWAY"] = settings = settings or load_settings()
     try:
         datasets.load_when_reachable(settings)
@@ -48,9 +48,10 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from api import exports, health, metrics, web
+    from api import exports, health, metrics, openapi, web
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(exports.bp)
     app.register_blueprint(web.bp)
