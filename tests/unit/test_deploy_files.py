@@ -3,37 +3,18 @@ compose file publishes only what must be reached from the host, on loopback, and
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 import stat
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
 
 from deploy.compose_env import filled, write_env
 from deploy.stack import procfile
+from tests.support.deployfiles import ROOT, assert_runnable, module_of
 
-ROOT = Path(__file__).resolve().parents[2]
 OUR_IMAGE = "spillway:local"
-
-
-def _module_of(command: list[str]) -> str | None:
-    """The module or script a command runs: ``python -m X``, ``gunicorn ... mod:app``."""
-    if command[:2] == ["python", "-m"]:
-        return command[2]
-    if command[0] == "gunicorn":
-        return command[-1].split(":")[0]  # module:app or module:factory()
-    return None
-
-
-def _assert_runnable(command: list[str]) -> None:
-    module = _module_of(command)
-    assert module, f"unexpected command {command}"
-    assert importlib.util.find_spec(module) is not None, f"{module} (from {command}) does not exist"
-    if "-c" in command:
-        assert (ROOT / command[command.index("-c") + 1]).is_file()
 
 
 def test_compose_parses_and_our_services_run_existing_modules():
@@ -43,12 +24,12 @@ def test_compose_parses_and_our_services_run_existing_modules():
     ours = {name: s for name, s in services.items() if s.get("image") == OUR_IMAGE}
     assert {"api", "worker", "seed", "migrate", "dashboard", "reconciler"} <= set(ours)
     for service in ours.values():
-        _assert_runnable(service["command"])
+        assert_runnable(service["command"])
         assert (ROOT / service["build"]["dockerfile"]).is_file()
     assert services["worker"]["deploy"]["replicas"] > 1
     probe = services["worker"]["healthcheck"]["test"]
-    assert probe[0] == "CMD" and _module_of(probe[1:]) == "worker.alive"
-    _assert_runnable(probe[1:])
+    assert probe[0] == "CMD" and module_of(probe[1:]) == "worker.alive"
+    assert_runnable(probe[1:])
     assert "/health/live" in " ".join(services["api"]["healthcheck"]["test"])  # a route test_operations.py calls
     for name, service in services.items():
         for dependency in service.get("depends_on", {}):
@@ -65,7 +46,7 @@ def test_procfile_processes_exist():
     entries = procfile()
     assert {"web", "worker", "dashboard", "reconciler"} <= set(entries)
     for command in entries.values():
-        _assert_runnable(shlex.split(command))
+        assert_runnable(shlex.split(command))
 
 
 # --- deployment defaults: what the compose file publishes, and where its passwords come from ---
