@@ -42,7 +42,7 @@ from shared.db import connect_state, state_label
 from shared.lifecycle import admit, fill_window
 from shared.liveness import expire_dead_attempts
 from shared.logs import configure_logging, log_context
-from shared.models import ChunkStatus, ExportStatus
+from shared.models import Chunk, ChunkStatus, ExportStatus
 from shared.settings import Settings, load_settings
 from shared.storage import export_id_of_key, s3_client, staged_root
 from worker.assembly import delete_staged
@@ -56,6 +56,7 @@ log = logging.getLogger("spillway.reconciler")
 # One that no scheduled registry holds would never run: job_state calls it stranded, not waiting.
 WAITING = {"queued", "scheduled", "deferred", "rate_limited", "created"}  # RQ statuses of a job not yet started
 LIVE = WAITING | {"started"}
+LOST_JOB_RECHECK_S = 1.0  # a missing job is looked for again after this before it counts as lost
 STRANDED = "stranded"  # not an RQ status: RQ says scheduled, but no scheduled registry holds the job
 EXPIRE_BATCH = 100  # completed exports expired per pass at most
 LOCK_TTL_INTERVALS = 3  # the reconciler lock outlives this many intervals without renewal
@@ -91,31 +92,52 @@ def _replace_job(redis: Redis, job_id: str) -> None:
         pass
 
 
-def recover_chunks(conn: Conn, redis: Redis, settings: Settings, cause: str | None = None) -> int:
+def recover_chunks(
+    conn: Conn, redis: Redis, settings: Settings, cause: str | None = None, recheck_s: float = LOST_JOB_RECHECK_S
+) -> int:
     """Replace the jobs of chunks with an expired lease, or waiting on a job Redis lost
-    (``cause`` names the recovery for the metrics when the caller knows it better)."""
-    recovered = 0
+    (``cause`` names the recovery for the metrics when the caller knows it better).
+
+    A chunk's new job id is committed to Postgres a moment before the job reaches Redis, so a
+    job found missing is looked for again after ``recheck_s`` before it counts as lost (else a
+    pass that fell in between would add a spurious recovery).
+    """
+    recovered, missing = 0, []
     for chunk in chunks_repo.recoverable_chunks(conn):
         state = job_state(redis, chunk.job_id)
         if chunk.status == ChunkStatus.PENDING and state in LIVE:
             continue  # waiting for a worker, or just starting
         if chunk.status == ChunkStatus.RUNNING and state in WAITING:
             continue  # a replacement is already waiting for a worker
-        recovery = chunks_repo.next_recovery(conn, chunk.export_id, chunk.part_number, chunk.job_id)
-        if recovery is not None:
-            q.enqueue_chunks(redis, settings, chunk.export_id, [chunk.part_number], recovery)
-            why = cause or ("lease_expired" if chunk.status == ChunkStatus.RUNNING else "job_lost")
-            metrics.count(redis, settings, "spillway_recoveries", cause=why)
-            with log_context(export=chunk.export_id, part=chunk.part_number):
-                log.warning(
-                    "%s (job %s is %s); enqueued recovery %d",
-                    "lease expired" if chunk.status == ChunkStatus.RUNNING else "job lost",
-                    chunk.job_id,
-                    state,
-                    recovery,
-                )
-            recovered += 1
+        if chunk.status == ChunkStatus.PENDING and state is None:
+            missing.append(chunk)
+            continue
+        recovered += _recover(conn, redis, settings, chunk, state, cause)
+    if missing:
+        time.sleep(recheck_s)
+        for chunk in missing:
+            state = job_state(redis, chunk.job_id)
+            if state is None:  # next_recovery compares and sets the job id: a chunk moved on meanwhile is left
+                recovered += _recover(conn, redis, settings, chunk, state, cause)
     return recovered
+
+
+def _recover(conn: Conn, redis: Redis, settings: Settings, chunk: Chunk, state: str | None, cause: str | None) -> int:
+    recovery = chunks_repo.next_recovery(conn, chunk.export_id, chunk.part_number, chunk.job_id)
+    if recovery is None:
+        return 0
+    q.enqueue_chunks(redis, settings, chunk.export_id, [chunk.part_number], recovery)
+    why = cause or ("lease_expired" if chunk.status == ChunkStatus.RUNNING else "job_lost")
+    metrics.count(redis, settings, "spillway_recoveries", cause=why)
+    with log_context(export=chunk.export_id, part=chunk.part_number):
+        log.warning(
+            "%s (job %s is %s); enqueued recovery %d",
+            "lease expired" if chunk.status == ChunkStatus.RUNNING else "job lost",
+            chunk.job_id,
+            state,
+            recovery,
+        )
+    return 1
 
 
 def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 from rq.job import Job
@@ -9,7 +10,7 @@ from rq.job import Job
 from shared import exports_repo
 from shared.lifecycle import end_export
 from shared.models import ExportStatus
-from shared.queue import cancel_key, chunk_job_id, cleanup_job_id, finalize_job_id, plan_job_id
+from shared.queue import cancel_key, chunk_job_id, cleanup_job_id, enqueue_chunks, finalize_job_id, plan_job_id
 from tests.support.factories import from_now, make_chunks, make_export, make_running_export
 from worker import reconciler
 
@@ -47,6 +48,20 @@ def test_a_pending_chunk_whose_job_redis_lost_is_enqueued_again(state_conn, redi
     make_chunks(state_conn, export_id, 1, enqueued=True, job_id=chunk_job_id(export_id, 1))  # never in Redis
     assert reconciler.recover_chunks(state_conn, redis, quiet) >= 1
     assert _job_exists(redis, chunk_job_id(export_id, 1, 1))
+
+
+def test_a_job_on_its_way_to_redis_is_not_taken_for_lost(state_conn, redis, quiet):
+    """A hand-back or recovery commits the new job id before the job reaches Redis: a pass that
+    looks in between must wait for it, not add a second recovery (seen in CI: recoveries 2, not 1)."""
+    export_id = make_export(state_conn, status="running", parts_total=1, object_key="k", upload_id="u")
+    make_chunks(state_conn, export_id, 1, enqueued=True, job_id=chunk_job_id(export_id, 1, 1), recoveries=1)
+    arrived = threading.Timer(0.2, enqueue_chunks, (redis, quiet, export_id, [1], 1))
+    arrived.start()
+    try:
+        assert reconciler.recover_chunks(state_conn, redis, quiet, recheck_s=1.0) == 0
+    finally:
+        arrived.join()
+    assert _recoveries(state_conn, export_id, 1) == 1 and not _job_exists(redis, chunk_job_id(export_id, 1, 2))
 
 
 def test_a_live_lease_is_left_alone(state_conn, redis, quiet):
