@@ -28,6 +28,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,7 +57,8 @@ log = logging.getLogger("spillway.reconciler")
 # One that no scheduled registry holds would never run: job_state calls it stranded, not waiting.
 WAITING = {"queued", "scheduled", "deferred", "rate_limited", "created"}  # RQ statuses of a job not yet started
 LIVE = WAITING | {"started"}
-LOST_JOB_RECHECK_S = 1.0  # a missing job is looked for again after this before it counts as lost
+LOST_JOB_GRACE_S = 1.0  # a job missing from Redis this long is lost (one on its way takes milliseconds)
+MissingJobs = dict[tuple[uuid.UUID, int, "str | None"], float]  # (export, part, job id) -> first seen (monotonic)
 STRANDED = "stranded"  # not an RQ status: RQ says scheduled, but no scheduled registry holds the job
 EXPIRE_BATCH = 100  # completed exports expired per pass at most
 LOCK_TTL_INTERVALS = 3  # the reconciler lock outlives this many intervals without renewal
@@ -93,46 +95,51 @@ def _replace_job(redis: Redis, job_id: str) -> None:
 
 
 def recover_chunks(
-    conn: Conn, redis: Redis, settings: Settings, cause: str | None = None, recheck_s: float = LOST_JOB_RECHECK_S
+    conn: Conn,
+    redis: Redis,
+    settings: Settings,
+    died: Collection[tuple[uuid.UUID, int]] = (),
+    missing: MissingJobs | None = None,
 ) -> int:
     """Replace the jobs of chunks with an expired lease, or waiting on a job Redis lost
-    (``cause`` names the recovery for the metrics when the caller knows it better).
+    (``died``: the chunks whose lease was ended because their process died, for the metrics).
 
     A chunk's new job id is committed to Postgres a moment before the job reaches Redis, so a
-    job found missing is looked for again after ``recheck_s`` before it counts as lost (else a
-    pass that fell in between would add a spurious recovery).
+    job found missing may be on its way. With ``missing`` (the first sighting of each missing
+    job, carried from one call to the next) it counts as lost only once it has been missing for
+    :data:`LOST_JOB_GRACE_S`; without it, at once (a one-off pass).
     """
-    recovered, missing = 0, []
+    recovered, now, seen = 0, time.monotonic(), set()
     for chunk in chunks_repo.recoverable_chunks(conn):
         state = job_state(redis, chunk.job_id)
         if chunk.status == ChunkStatus.PENDING and state in LIVE:
             continue  # waiting for a worker, or just starting
         if chunk.status == ChunkStatus.RUNNING and state in WAITING:
             continue  # a replacement is already waiting for a worker
-        if chunk.status == ChunkStatus.PENDING and state is None:
-            missing.append(chunk)
-            continue
-        recovered += _recover(conn, redis, settings, chunk, state, cause)
-    if missing:
-        time.sleep(recheck_s)
-        for chunk in missing:
-            state = job_state(redis, chunk.job_id)
-            if state is None:  # next_recovery compares and sets the job id: a chunk moved on meanwhile is left
-                recovered += _recover(conn, redis, settings, chunk, state, cause)
+        if chunk.status == ChunkStatus.PENDING and state is None and missing is not None:
+            key = (chunk.export_id, chunk.part_number, chunk.job_id)
+            seen.add(key)
+            if now - missing.setdefault(key, now) < LOST_JOB_GRACE_S:
+                continue  # first seen just now: it may be on its way
+        recovered += _recover(conn, redis, settings, chunk, state, (chunk.export_id, chunk.part_number) in died)
+    if missing is not None:
+        for key in set(missing) - seen:
+            del missing[key]  # arrived, or replaced
     return recovered
 
 
-def _recover(conn: Conn, redis: Redis, settings: Settings, chunk: Chunk, state: str | None, cause: str | None) -> int:
+def _recover(conn: Conn, redis: Redis, settings: Settings, chunk: Chunk, state: str | None, died: bool) -> int:
     recovery = chunks_repo.next_recovery(conn, chunk.export_id, chunk.part_number, chunk.job_id)
     if recovery is None:
         return 0
     q.enqueue_chunks(redis, settings, chunk.export_id, [chunk.part_number], recovery)
-    why = cause or ("lease_expired" if chunk.status == ChunkStatus.RUNNING else "job_lost")
-    metrics.count(redis, settings, "spillway_recoveries", cause=why)
+    running = chunk.status == ChunkStatus.RUNNING
+    cause = ("process_died" if died else "lease_expired") if running else "job_lost"
+    metrics.count(redis, settings, "spillway_recoveries", cause=cause)
     with log_context(export=chunk.export_id, part=chunk.part_number):
         log.warning(
             "%s (job %s is %s); enqueued recovery %d",
-            "lease expired" if chunk.status == ChunkStatus.RUNNING else "job lost",
+            "lease expired" if running else "job lost",
             chunk.job_id,
             state,
             recovery,
@@ -254,11 +261,14 @@ def identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def reconcile(settings: Settings, redis: Redis, holder: str | None = None) -> dict[str, int]:
+def reconcile(
+    settings: Settings, redis: Redis, holder: str | None = None, missing: MissingJobs | None = None
+) -> dict[str, int]:
     """One pass of every step; return what each did.
 
     Args:
         holder: the name this pass takes RQ's scheduler locks under (default :func:`identity`).
+        missing: jobs seen missing by earlier passes (see :func:`recover_chunks`).
     """
     # Redis only, and first: due retries move even while Postgres is away, and the steps below
     # see them queued.
@@ -270,7 +280,7 @@ def reconcile(settings: Settings, redis: Redis, holder: str | None = None) -> di
     with connect_state(settings, state_label("reconciler")) as conn:
         return {
             "scheduled": scheduled,
-            "chunks": recover_chunks(conn, redis, settings),
+            "chunks": recover_chunks(conn, redis, settings, missing=missing),
             "control": recover_control_jobs(conn, redis, settings),
             "webhooks": dispatch_webhooks(conn, redis, settings),
             "expired": expire_exports(conn, settings),
@@ -279,16 +289,20 @@ def reconcile(settings: Settings, redis: Redis, holder: str | None = None) -> di
         }
 
 
-def recover_dead_attempts(settings: Settings, redis: Redis, suspects: set[tuple[Any, int, int]]) -> int:
+def recover_dead_attempts(
+    settings: Settings, redis: Redis, suspects: set[tuple[Any, int, int]], missing: MissingJobs
+) -> int:
     """The quick step, every ``SPILLWAY_LIVENESS_INTERVAL_S``: re-run at once the chunks whose
-    process died (their liveness lock free at two checks in a row, :mod:`shared.liveness`);
-    return how many. ``suspects`` carries the first sightings between calls."""
+    process died (their liveness lock free at two checks in a row, :mod:`shared.liveness`), and
+    the pending chunks whose job has been missing from Redis for :data:`LOST_JOB_GRACE_S` (a
+    process killed between marking a chunk enqueued and enqueuing it); return how many.
+    ``suspects`` and ``missing`` carry the first sightings between calls."""
     with connect_state(settings, state_label("reconciler")) as conn:
         dead = expire_dead_attempts(conn, suspects, settings.lease_s)
         for export_id, part_number in dead:
             with log_context(export=export_id, part=part_number):
                 log.warning("the process running this chunk died (its liveness lock is free)")
-        return recover_chunks(conn, redis, settings, cause="process_died") if dead else 0
+        return recover_chunks(conn, redis, settings, died=dead, missing=missing)
 
 
 def hold_lock(redis: Redis, key: str, holder: str, ttl_ms: int) -> bool:
@@ -316,12 +330,13 @@ def main(argv: list[str] | None = None) -> None:
     lock = f"{settings.queue_prefix}:reconciler"
     interval = settings.reconcile_interval_s
     suspects: set[tuple[Any, int, int]] = set()  # chunks seen without a live process once
+    missing: MissingJobs = {}  # pending chunks whose job was not in Redis, since when
     while not stopping["now"]:
         started = time.monotonic()
         try:
             # One reconciler at a time does the work; another takes over when this one stops.
             if hold_lock(redis, lock, me, int(interval * 1000 * LOCK_TTL_INTERVALS)):
-                done = reconcile(settings, redis, me)
+                done = reconcile(settings, redis, me, None if args.once else missing)
                 if any(done.values()):
                     log.info("reconciled: %s", done)
         except Exception:  # Redis, Postgres or S3 away: log and try again next interval
@@ -335,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
                 checked = time.monotonic()
                 try:
                     if redis.get(lock) == me.encode():  # the lock holder does the quick step too
-                        recover_dead_attempts(settings, redis, suspects)
+                        recover_dead_attempts(settings, redis, suspects, missing)
                 except Exception:
                     log.exception("liveness check failed")
 
