@@ -34,7 +34,7 @@ ERROR_STATUSES = {
     "413": "The body is larger than SPILLWAY_MAX_BODY_BYTES",
     "415": "The body is not application/json",
     "422": "The Idempotency-Key was used with another request",
-    "429": "A limit was reached: `limit` names it and Retry-After says when to retry",
+    "429": "Over a limit (`limit` names a rate limit or quota) or no read slot free; Retry-After says when to retry",
     "503": "A dependency (the database, the datasets file) is unavailable; retry shortly",
 }
 
@@ -282,6 +282,10 @@ SCHEMAS: dict[str, Any] = {
 }
 
 FILE = {"schema": {"type": "string", "format": "binary"}}
+READINESS = {
+    "200": _json(_ref("Health"), "Ready"),
+    "503": _json(_ref("Health"), "A dependency is down (`down` names it)"),
+}
 PATHS: dict[str, Any] = {
     "/datasets": {"get": _operation("The exportable datasets and formats", {"200": _json(_ref("Datasets"), "OK")})},
     "/exports": {
@@ -307,7 +311,14 @@ PATHS: dict[str, Any] = {
                 "422",
                 "429",
             ),
-            "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255}}],
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "description": "1-200 printable characters: a retry with this key and body gets the same export",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                }
+            ],
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ExportRequest")}}},
         },
         "get": {
@@ -337,8 +348,8 @@ PATHS: dict[str, Any] = {
         "post": _operation("Cancel an export", {"200": _json(_ref("Export"), "Cancelled")}, "404", "409"),
     },
     "/limits": {"get": _operation("The caller's limits and use", {"200": _json(_ref("Limits"), "OK")})},
-    "/health": {"get": _public("Readiness (as /health/ready)", {"200": _json(_ref("Health"), "Ready")}, "503")},
-    "/health/ready": {"get": _public("Every dependency answers", {"200": _json(_ref("Health"), "Ready")}, "503")},
+    "/health": {"get": _public("Readiness (as /health/ready)", READINESS)},
+    "/health/ready": {"get": _public("Every dependency answers", READINESS)},
     "/health/live": {"get": _public("The process answers", {"200": _json(_ref("Health"), "Alive")})},
     "/metrics": {"get": _public("Prometheus metrics", {"200": _media("text/plain", "Prometheus text or OpenMetrics")})},
     "/openapi.json": {"get": _public("This document", {"200": _json({"type": "object"}, "OpenAPI 3.1")})},

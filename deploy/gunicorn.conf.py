@@ -31,8 +31,9 @@ threads = _settings.api_threads
 timeout = 120
 graceful_timeout = 10
 keepalive = 5
-# To stdout: the container's log, or .data/logs/web.log (0600, in a 0700 directory) under `make up`.
-# Its request lines hold no secret: keys travel in a header, and presigned URLs go to S3, not here.
+# To stderr (the container's log, or .data/logs/web.log, 0600 in a 0700 directory, under `make up`).
+# Its request lines hold no secret: keys travel in a header gunicorn's access format does not
+# write, and presigned URLs go to S3, not here.
 accesslog = "-"
 errorlog = "-"
 # Both through the one configuration of every Spillway process (shared/logs.py): SPILLWAY_LOG_FORMAT

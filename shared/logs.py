@@ -108,7 +108,7 @@ def logging_config(log_format: str = "text", level: int | str = logging.INFO) ->
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
     formatter: dict[str, Any] = {"()": json_formatter} if log_format == "json" else {"format": TEXT_FORMAT}
-    handed_over = {"handlers": [], "propagate": True}
+    handed_over = {"handlers": [], "propagate": True, "level": level}
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -35,11 +35,14 @@ RESTART_DELAYS_S = (1, 2, 5, 10)  # waits before starting the worker loop again 
 def job_log_fields(job: Job) -> dict[str, object]:
     """The export and part a job works on, for RQ's own lines about it (our jobs take the
     export's id first, and a chunk job its part number second)."""
-    name = (job.func_name or "").rsplit(".", 1)[-1]
-    if name == "chunk_job" and len(job.args) >= 2:
-        return {"export": job.args[0], "part": job.args[1]}
-    if name in ("plan_job", "finalize_job", "cleanup_job") and job.args:
-        return {"export": job.args[0], "part": name.removesuffix("_job")}
+    try:  # reading the args unpickles the job's data: a job that cannot be read is RQ's to fail
+        name = (job.func_name or "").rsplit(".", 1)[-1]
+        if name == "chunk_job" and len(job.args) >= 2:
+            return {"export": job.args[0], "part": job.args[1]}
+        if name in ("plan_job", "finalize_job", "cleanup_job") and job.args:
+            return {"export": job.args[0], "part": name.removesuffix("_job")}
+    except Exception:  # noqa: BLE001 - log fields are never worth losing a job over
+        log.warning("job %s: its arguments could not be read for the log context", job.id)
     return {}
 
 

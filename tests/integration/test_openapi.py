@@ -10,6 +10,9 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
+from api import create_app
+from tests.support.waiting import free_port
+
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
@@ -74,3 +77,13 @@ def test_real_answers_hold_to_the_schemas(app, document, keys, bucket):
     _holds(document, "/exports", "get", client.get("/exports", headers={"Authorization": "Bearer sw_nope"}))  # 401
     _holds(document, "/exports", "get", client.get("/exports?limit=0", headers=alice))  # 400
     _holds(document, path, "get", client.get(f"/exports/{export_id.upper()}", headers=alice))  # 404
+
+
+def test_a_readiness_failure_holds_to_its_schema(settings, document):
+    broken = create_app(settings.replace(s3_endpoint_url=f"http://127.0.0.1:{free_port()}", health_timeout_s=1.0))
+    try:
+        answer = broken.test_client().get("/health/ready")
+        assert answer.status_code == 503 and answer.get_json()["down"] == ["s3"]
+        _holds(document, "/health/ready", "get", answer)
+    finally:
+        broken.extensions["spillway"].close()

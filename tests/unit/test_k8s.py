@@ -40,9 +40,20 @@ def _of_kind(kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in _resources() if d["kind"] == kind}
 
 
+def _pods() -> list[dict[str, Any]]:
+    return [d["spec"]["template"]["spec"] for d in _resources() if d["kind"] == "Deployment"]
+
+
 def _containers() -> list[dict[str, Any]]:
-    pods = [d["spec"]["template"]["spec"] for d in _resources() if d["kind"] in ("Deployment", "Job")]
-    return [c for pod in pods for c in pod["containers"]]
+    return [c for pod in _pods() for c in pod.get("initContainers", []) + pod["containers"]]
+
+
+def _secret_keys() -> set[str]:
+    """The keys of the Secret the operator creates (the base only documents it: it would
+    overwrite the real one if it applied it)."""
+    (secret,) = yaml.safe_load_all((K8S / "secret.example.yaml").read_text())
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "spillway-secrets"
+    return set(secret["stringData"])
 
 
 def _generated_settings() -> dict[str, str]:
@@ -72,10 +83,11 @@ def test_every_file_the_kustomization_names_exists_and_the_datasets_file_is_well
 
 def test_containers_run_existing_modules_with_existing_settings():
     generated = _generated_settings()
-    secret = _of_kind("Secret")["spillway-secrets"]["stringData"]
-    assert set(generated) <= SETTINGS and set(secret) <= SETTINGS
+    secret = _secret_keys()
+    assert "secret.example.yaml" not in _kustomization()["resources"]
+    assert set(generated) <= SETTINGS and secret <= SETTINGS
     assert not set(generated) & set(secret)  # each setting in one place
-    assert {"SPILLWAY_STATE_DATABASE_URL", "SPILLWAY_REDIS_URL", "SPILLWAY_S3_SECRET_ACCESS_KEY"} <= set(secret)
+    assert {"SPILLWAY_STATE_DATABASE_URL", "SPILLWAY_REDIS_URL", "SPILLWAY_S3_SECRET_ACCESS_KEY"} <= secret
     datasets_dir = str(Path(generated["SPILLWAY_DATASETS_FILE"]).parent)
     for container in _containers():
         assert_runnable(container["command"])
@@ -86,6 +98,12 @@ def test_containers_run_existing_modules_with_existing_settings():
         probe = container.get("livenessProbe", {}).get("exec")
         if probe:
             assert_runnable(probe["command"])
+        assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    for pod in _pods():  # Pod Security "restricted", as the image's own user
+        assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 1000
+    assert "--uid 1000" in (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    migrating = [p for p in _pods() if any(c["command"][-1] == "shared.migrate" for c in p.get("initContainers", []))]
+    assert len(migrating) == 3  # the API, the workers and the reconciler use the state database
 
 
 def test_ports_and_probes_are_the_apps():
@@ -105,8 +123,11 @@ def test_ports_and_probes_are_the_apps():
 
 def test_workers_scale_on_a_metric_the_api_exports_and_leave_gracefully():
     hpa = _of_kind("HorizontalPodAutoscaler")["spillway-worker"]
-    metric = hpa["spec"]["metrics"][0]["external"]["metric"]["name"]
-    assert f'"{metric}"' in (ROOT / "api" / "metrics.py").read_text()
+    metric = hpa["spec"]["metrics"][0]["external"]["metric"]
+    assert f'"{metric["name"]}"' in (ROOT / "api" / "metrics.py").read_text()
+    assert metric["selector"]["matchLabels"] == {"queue": Settings().queue_chunks}
+    assert hpa["spec"]["maxReplicas"] <= Settings().max_concurrent_reads + 2  # more would wait for a read slot
+    assert "replicas" not in _of_kind("Deployment")["spillway-worker"]["spec"]  # the HPA owns the count
     worker = _of_kind("Deployment")["spillway-worker"]["spec"]["template"]["spec"]
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["worker"]
     assert worker["terminationGracePeriodSeconds"] > int(compose["stop_grace_period"].rstrip("s"))
@@ -119,8 +140,7 @@ def test_the_base_renders_with_every_reference_resolved():
     installed (this machine image has it; the project does not need it), its kustomize renders
     the base and every rendered object passes the schema check too."""
     generated = {g["name"] for g in _kustomization()["configMapGenerator"]}
-    pods = [d["spec"]["template"]["spec"] for d in _resources() if d["kind"] in ("Deployment", "Job")]
-    named = {v["configMap"]["name"] for pod in pods for v in pod.get("volumes", [])}
+    named = {v["configMap"]["name"] for pod in _pods() for v in pod.get("volumes", [])}
     named |= {s["configMapRef"]["name"] for c in _containers() for s in c["envFrom"] if "configMapRef" in s}
     assert named == generated
     kubectl = shutil.which("kubectl")

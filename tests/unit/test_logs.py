@@ -110,7 +110,8 @@ def test_a_gunicorn_access_line_takes_its_request_id_and_never_the_request_heade
 def test_every_process_has_one_handler_and_gunicorn_hands_its_lines_to_it():
     config = logging_config("json", "INFO")
     assert config["root"]["handlers"] == ["stderr"]
-    assert config["loggers"]["gunicorn.access"] == {"handlers": [], "propagate": True}
+    assert config["loggers"]["gunicorn.access"] == {"handlers": [], "propagate": True, "level": "INFO"}
+    assert logging_config("text", "WARNING")["loggers"]["gunicorn.error"]["level"] == "WARNING"  # the level reaches it
     with pytest.raises(ValueError, match="log format"):
         logging_config("xml")
 
