@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import pytest
+
 from tests.support.processes import LOGS
 from tests.support.servers import gunicorn_api
 from tests.support.waiting import wait_for
@@ -78,3 +80,27 @@ def test_json_lines_of_one_export_from_api_to_finalizer_are_found_by_its_id(sett
         f"export completed: {done['progress']['total_rows']} rows, {done['object_bytes']} bytes"
     )
     assert any(line["logger"].startswith("rq.") for line in mine)  # RQ's own lines about its jobs carry the export
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("trace-7f3a", True),
+        ("a" * 100, True),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", True),  # a W3C traceparent
+        ("a" * 101, False),  # too long
+        ("two words", False),
+        ('quote"d', False),
+        ("-leading-dash", False),
+        ("caf\u00e9", False),  # not ASCII
+        ("", False),
+    ],
+)
+def test_a_callers_request_id_is_kept_only_when_it_is_a_plain_token(client, sent, kept):
+    answer = client.get("/health/live", headers={"X-Request-Id": sent})
+    echoed = answer.headers["X-Request-Id"]
+    if kept:
+        assert echoed == sent
+    else:
+        assert echoed != sent and len(echoed) == 32 and int(echoed, 16) >= 0  # a new random id
+    assert client.get("/health/live").headers["X-Request-Id"] != echoed  # one per request
