@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from flask import Response, stream_with_context
 
-from shared.db import connect_source, copy_blocks, process_label
+from shared.db import CopyOut, connect_source, process_label
 from shared.filenames import content_disposition
 from shared.formats import Position, Workbook, XlsxEncoder, encoder
 from shared.query import chunk_copy, header_bytes
@@ -94,11 +94,10 @@ def file_bytes(conn: psycopg.Connection[Any], settings: Settings, spec: ExportSp
     query, params = chunk_copy(spec.source, spec, None, None)
     encode = encoder(spec.output, spec.columns, Position(), header_bytes(spec))
     yield encode.begin()
-    with conn.cursor() as cur:
-        for block in copy_blocks(cur, query, params, BLOCK_BYTES):
-            data = encode.feed(bytes(block))
-            if data:
-                yield data
+    for block in CopyOut(conn, query, params, BLOCK_BYTES):
+        data = encode.feed(bytes(block))
+        if data:
+            yield data
     yield encode.end()
 
 
@@ -108,9 +107,8 @@ def _workbook_bytes(conn: psycopg.Connection[Any], settings: Settings, spec: Exp
     sheets = _Sheets(spec.columns, settings.xlsx_sheet_rows)
     yield sheets.begin()
     query, params = chunk_copy(spec.source, spec, None, None)
-    with conn.cursor() as cur:
-        for block in copy_blocks(cur, query, params, BLOCK_BYTES):
-            yield from sheets.feed(bytes(block))
+    for block in CopyOut(conn, query, params, BLOCK_BYTES):
+        yield from sheets.feed(bytes(block))
     yield from sheets.end()
 
 

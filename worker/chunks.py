@@ -29,7 +29,7 @@ import psycopg
 from redis import Redis
 
 from shared import chunks_repo, metrics
-from shared.db import connect_source, connect_state, copy_blocks, export_label, state_label
+from shared.db import CopyOut, connect_source, connect_state, export_label, state_label
 from shared.formats import Position, encoder
 from shared.lifecycle import fill_window
 from shared.liveness import AttemptLiveness
@@ -164,12 +164,13 @@ def read_chunk(
     writer = DigestWriter(out)
     writer.write(encode.begin())
     query, params = chunk_copy(spec.source, spec, lo, hi)
-    with connect_source(settings, export_label(export_id, f"part:{part_number}")) as source, source.cursor() as cur:
-        for block in copy_blocks(cur, query, params, BLOCK_BYTES):
+    with connect_source(settings, export_label(export_id, f"part:{part_number}")) as source:
+        copy = CopyOut(source, query, params, BLOCK_BYTES)
+        for block in copy:
             writer.write(encode.feed(block))
             if watch is not None:
                 watch.check(writer.size)
-        rows = cur.rowcount
+    rows = copy.rows or 0
     writer.write(encode.end())
     return PartRead(rows, writer.size, writer.md5, writer.crc32, encode.raw_size, encode.raw_crc32)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from shared.datasets import registry
-from shared.db import connect_source, copy_blocks, process_label
+from shared.db import CopyOut, connect_source, process_label
 from shared.formulas import neutralize
 from shared.query import select_list
 from shared.spec import parse_spec
@@ -20,8 +20,8 @@ def _copy_cells(settings, values: list[str], neutralize_formulas: bool) -> list[
     query = sql.SQL("COPY (SELECT {} FROM (VALUES {}) AS products(name)) TO STDOUT (FORMAT csv)").format(
         select_list(registry()["products"], spec), rows
     )
-    with connect_source(settings, process_label("test")) as conn, conn.cursor() as cur:
-        out = b"".join(copy_blocks(cur, query, values, 1 << 20))
+    with connect_source(settings, process_label("test")) as conn:
+        out = b"".join(CopyOut(conn, query, values, 1 << 20))
     return [row[0] for row in parse_csv(out)]
 
 
