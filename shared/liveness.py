@@ -44,7 +44,7 @@ class AttemptLiveness:
     def __init__(self, settings: Settings, export_id: uuid.UUID, part_number: int) -> None:
         self._key = lock_key(export_id, part_number)
         self._settings, self._label = settings, state_label(f"alive:{part_number}", export_id)
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self.held = False
         self.ensure()
 
@@ -63,6 +63,17 @@ class AttemptLiveness:
         except psycopg.OperationalError:
             self.close()  # the next block reconnects; meanwhile the lease covers the chunk
             self.held = False
+
+    def session(self) -> psycopg.Connection[dict[str, Any]]:
+        """The attempt's state session, for its bookkeeping too (claim, lease, part record):
+        one connection an attempt instead of one a step (each costs both sides a few ms of
+        CPU for the connection and its password exchange). Opened again, with the lock taken
+        again, if the state database dropped it."""
+        if self._conn is None or self._conn.closed:
+            self.ensure()
+        if self._conn is None or self._conn.closed:
+            raise psycopg.OperationalError("the state database cannot be reached (the attempt's session is closed)")
+        return self._conn
 
     def close(self) -> None:
         """End the attempt's session: PostgreSQL releases the lock with it."""

@@ -29,7 +29,7 @@ import psycopg
 from redis import Redis
 
 from shared import chunks_repo, metrics
-from shared.db import CopyOut, connect_source, connect_state, export_label, state_label
+from shared.db import CopyOut, connect_source, export_label
 from shared.formats import Position, encoder
 from shared.lifecycle import fill_window
 from shared.liveness import AttemptLiveness
@@ -82,7 +82,7 @@ class Watch:
     export_id: uuid.UUID
     part_number: int
     attempt: int
-    liveness: AttemptLiveness | None = None
+    liveness: AttemptLiveness  # its session serves the lease renewals too
     checkpoints: list[tuple[float, int]] = field(default_factory=list)
     _renewed: float = field(default_factory=time.monotonic)
 
@@ -98,14 +98,12 @@ class Watch:
             raise ChunkStopped("export cancelled")
         if _shutdown["requested"]:
             raise HandBack("worker shutting down")
-        if self.liveness is not None:
-            self.liveness.ensure()  # taken late if a zombie of an earlier attempt held it
+        self.liveness.ensure()  # taken late if a zombie of an earlier attempt held it
         if time.monotonic() - self._renewed > self.settings.lease_s / 3:
-            with connect_state(self.settings, state_label("lease", self.export_id)) as state:
-                if not chunks_repo.renew_lease(
-                    state, self.export_id, self.part_number, self.attempt, self.settings.lease_s
-                ):
-                    raise ChunkStopped("attempt superseded")
+            if not chunks_repo.renew_lease(
+                self.liveness.session(), self.export_id, self.part_number, self.attempt, self.settings.lease_s
+            ):
+                raise ChunkStopped("attempt superseded")
             self._renewed = time.monotonic()
 
     def bytes_after(self, moment: float, total: int) -> int:
@@ -188,17 +186,16 @@ def run_chunk(
     Args:
         meta: filled with what an operator or a test wants to know (bytes read after a cancel).
     """
-    label = state_label(f"part:{part_number}", export_id)
     # Held from before the claim until the attempt ends: if this process dies, PostgreSQL
-    # drops the lock and the reconciler re-runs the chunk without waiting for the lease.
+    # drops the lock and the reconciler re-runs the chunk without waiting for the lease. Its
+    # session is the attempt's only connection to the state database.
     liveness = AttemptLiveness(settings, export_id, part_number)
     try:
-        with connect_state(settings, label) as state:
-            chunk = chunks_repo.claim_chunk(state, export_id, part_number, worker, settings.lease_s)
+        chunk = chunks_repo.claim_chunk(liveness.session(), export_id, part_number, worker, settings.lease_s)
         if chunk is None:
             return "skipped: chunk done, leased elsewhere, or export not running"
         with log_context(attempt=chunk.attempt, owner=chunk.owner):
-            return _run_attempt(settings, redis, chunk, label, meta, liveness)
+            return _run_attempt(settings, redis, chunk, liveness, meta)
     finally:
         liveness.close()
 
@@ -207,9 +204,8 @@ def _run_attempt(
     settings: Settings,
     redis: Redis,
     chunk: ClaimedChunk,
-    label: str,
+    liveness: AttemptLiveness,
     meta: dict[str, Any] | None,
-    liveness: AttemptLiveness | None = None,
 ) -> str:
     export_id, part_number, attempt = chunk.export_id, chunk.part_number, chunk.attempt
     spec = ExportSpec.from_json(chunk.spec)
@@ -235,9 +231,8 @@ def _run_attempt(
                 etag = upload_part(settings, chunk.object_key, chunk.upload_id, s3_part, buffer, size, part.md5)
     except HandBack:
         metrics.count(redis, settings, "spillway_chunks", outcome="handed_back")
-        _release(settings, chunk, label)
-        with connect_state(settings, label) as state:
-            recovery = chunks_repo.next_recovery(state, export_id, part_number)
+        _release(chunk, liveness)
+        recovery = chunks_repo.next_recovery(liveness.session(), export_id, part_number)
         if recovery is not None:
             enqueue_chunks(redis, settings, export_id, [part_number], recovery)
         return "handed back: the worker is shutting down"
@@ -245,7 +240,7 @@ def _run_attempt(
         cancelled = watch.cancelled_at()
         if cancelled is None and not isinstance(exc, ChunkStopped):
             metrics.count(redis, settings, "spillway_chunks", outcome="failed")
-            _release(settings, chunk, label)
+            _release(chunk, liveness)
             raise  # a statement timeout: the retry policy decides
         metrics.count(redis, settings, "spillway_chunks", outcome="stopped")
         if meta is not None and cancelled is not None:
@@ -255,24 +250,24 @@ def _run_attempt(
         return f"stopped: {exc}"
     except BaseException:
         metrics.count(redis, settings, "spillway_chunks", outcome="failed")
-        _release(settings, chunk, label)
+        _release(chunk, liveness)
         raise
-    with connect_state(settings, label) as state:
-        staged = spec.output.staged
-        recorded, finalize = chunks_repo.record_part(
-            state,
-            export_id,
-            part_number,
-            attempt,
-            etag,
-            rows,
-            size,
-            crc32=part.crc32,
-            raw_bytes=part.raw_bytes if staged else None,
-            raw_crc32=part.raw_crc32 if staged else None,
-        )
-        if recorded and not finalize:
-            fill_window(state, redis, settings, export_id)
+    state = liveness.session()
+    staged = spec.output.staged
+    recorded, finalize = chunks_repo.record_part(
+        state,
+        export_id,
+        part_number,
+        attempt,
+        etag,
+        rows,
+        size,
+        crc32=part.crc32,
+        raw_bytes=part.raw_bytes if staged else None,
+        raw_crc32=part.raw_crc32 if staged else None,
+    )
+    if recorded and not finalize:
+        fill_window(state, redis, settings, export_id)
     cancelled = watch.cancelled_at()
     if meta is not None and cancelled is not None:
         meta["bytes_after_cancel"] = watch.bytes_after(cancelled, size)
@@ -292,6 +287,5 @@ def _run_attempt(
     return f"part {part_number}: {rows} rows, {size} bytes"
 
 
-def _release(settings: Settings, chunk: ClaimedChunk, label: str) -> None:
-    with connect_state(settings, label) as state:
-        chunks_repo.release_chunk(state, chunk.export_id, chunk.part_number, chunk.attempt)
+def _release(chunk: ClaimedChunk, liveness: AttemptLiveness) -> None:
+    chunks_repo.release_chunk(liveness.session(), chunk.export_id, chunk.part_number, chunk.attempt)

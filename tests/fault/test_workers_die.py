@@ -43,14 +43,17 @@ def early_in_its_read(scenario, export_id: str):
 
 
 def held_at_half_way(scenario, export_id: str):
-    """Wait until the export is half done with one of its chunks held: (worker proc, chunk)."""
-    wait_for(
-        lambda: (scenario.api.status(export_id)["progress"]["percent"] or 0) >= 50 and held_chunk(scenario, export_id),
+    """Wait until the export is half done with one of its chunks early in its read: (worker
+    proc, chunk). Early, so the chunk cannot end between this look and the signal."""
+    return wait_for(
+        lambda: (
+            (scenario.api.status(export_id)["progress"]["percent"] or 0) >= 50
+            and early_in_its_read(scenario, export_id)
+        ),
         timeout=120,
         interval=0.01,
-        what="half way, a chunk held",
+        what="half way, a chunk early in its read",
     )
-    return held_chunk(scenario, export_id)
 
 
 def test_sigkill_one_of_three_workers_at_half_way(scenario, reference, capsys):
