@@ -22,10 +22,12 @@ import psycopg
 from psycopg import sql
 
 from shared.datasets import registry
+from shared.db import CopyOut, connect_source, process_label
 from shared.query import chunk_copy, where_clause
 from shared.settings import Settings
 from shared.spec import parse_spec
 from shared.storage import s3_client
+from tests.support.processes import cpu_seconds
 
 PAGE_ROWS = 10_000
 
@@ -79,6 +81,28 @@ def floor_seconds(settings: Settings, body: dict, plain: bool = False) -> float:
         s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=key)
         return seconds
     raise AssertionError("unreachable")
+
+
+def copy_cpu_seconds(settings: Settings, body: dict, plain: bool = False) -> float:
+    """CPU seconds of the one PostgreSQL backend running ``COPY (<query>) TO STDOUT`` to a
+    client that discards the bytes: the export's own rendering query, or with ``plain`` the
+    plain floor's ``SELECT *`` (what a plain ``COPY`` of the same rows costs the database)."""
+    spec = parse_spec(body)
+    dataset = spec.source
+    if plain:
+        where, params = where_clause(dataset, spec)
+        query = sql.SQL("COPY (SELECT * FROM {} WHERE {} ORDER BY {}) TO STDOUT (FORMAT csv)").format(
+            dataset.table, where, sql.Identifier(dataset.key.name)
+        )
+    else:
+        query, params = chunk_copy(dataset, spec, None, None)
+    with connect_source(settings, process_label("bench")) as conn:
+        conn.autocommit = True
+        backend = conn.info.backend_pid
+        before = cpu_seconds(backend, False)
+        for _ in CopyOut(conn, query, params, 1 << 20):
+            pass
+        return cpu_seconds(backend, False) - before
 
 
 def _s3_cp(settings: Settings, path: str, key: str) -> None:

@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 
 import psycopg
 from redis import Redis
+from rq.job import Job
 
-from bench.baselines import floor_seconds, naive_seconds
+from bench.baselines import copy_cpu_seconds, floor_seconds, naive_seconds
 from bench.probes import CpuMeter, wrk_polls
 from bench.stack import BenchStack, Http, bench_settings, prepare_bench_database
 from shared.datasets import load as load_datasets
 from shared.keys import create_key
+from shared.queue import plan_job_id
 from shared.settings import load_settings
 from tests.support.jobs import chunk_jobs, reported_peak_rss_mb
 from tests.support.processes import ROOT, peak_rss_mb
@@ -114,10 +116,13 @@ def main(argv: list[str] | None = None) -> None:
                 meter = CpuMeter(stack)
                 run = run_export(http, body)
                 run["cpu"] = meter.stop(run["seconds"])
+                run["cpu_seconds"] = meter.seconds
+                run["plan"] = plan_timing(redis, settings, run["id"])
                 runs.append(run)
                 peaks.append(round(reported_peak_rss_mb(chunk_jobs(redis, run["id"], run["parts"])), 1))
                 floors.append(floor_seconds(settings, body))
                 plains.append(floor_seconds(settings, body, plain=True))
+            copy_cpu = {"plain": copy_cpu_seconds(settings, body, plain=True), "same": copy_cpu_seconds(settings, body)}
             e2e[label] = {
                 "rows": runs[0]["rows"],
                 "bytes": runs[0]["bytes"],
@@ -127,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                 "plain_floor": summary(plains),
                 "worker_peak_rss_mb": summary(peaks),
                 "cpu_share": runs[-1]["cpu"],
+                **cost_figures(runs, copy_cpu),
             }
             ratio = e2e[label]["spillway"]["median"] / e2e[label]["floor"]["median"]
             plain = e2e[label]["spillway"]["median"] / e2e[label]["plain_floor"]["median"]
@@ -146,6 +152,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"   {runs[0]['rows']:,} rows, {runs[0]['bytes'] / 1e6:.1f} MB, {runs[0]['parts']} parts, "
                 f"{runs[0]['rows'] / e2e[label]['spillway']['median']:,.0f} rows/s; "
                 f"worker peak RSS {e2e[label]['worker_peak_rss_mb']['max']:.1f} MB; CPU {runs[-1]['cpu']}",
+                flush=True,
+            )
+            figures = e2e[label]
+            print(
+                f"   PostgreSQL CPU {figures['postgres_cpu_s']['median']:.2f} s per export"
+                f" | a plain COPY of the same rows {copy_cpu['plain']:.2f} s"
+                f" (ratio {figures['postgres_cpu_ratio']:.2f})"
+                f" | the export's own query alone {copy_cpu['same']:.2f} s"
+                f" | worker CPU {figures['worker_cpu_s_per_gb']['median']:.1f} s per GB"
+                f" | planner {figures['planner_s']['median']:.2f} s,"
+                f" first chunk started {figures['first_chunk_after_planner_s']['median']:.2f} s after the planner",
                 flush=True,
             )
         result["end_to_end"] = e2e
@@ -201,6 +218,35 @@ def main(argv: list[str] | None = None) -> None:
     out = RESULTS / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"written: {out.relative_to(ROOT)}")
+
+
+def plan_timing(redis: Redis, settings, export_id: str) -> dict[str, float]:
+    """Seconds the planner job ran, and from its start to the claim of chunk 1."""
+    job = Job.fetch(plan_job_id(export_id), connection=redis)
+    with psycopg.connect(settings.state_database_url) as conn:
+        ((first,),) = conn.execute(
+            "SELECT started_at FROM export_chunks WHERE export_id = %s AND part_number = 1", (export_id,)
+        ).fetchall()
+    started = job.started_at.replace(tzinfo=UTC)
+    return {
+        "planner_s": round((job.ended_at.replace(tzinfo=UTC) - started).total_seconds(), 3),
+        "first_chunk_after_planner_s": round((first - started).total_seconds(), 3),
+    }
+
+
+def cost_figures(runs: list[dict], copy_cpu: dict[str, float]) -> dict[str, object]:
+    """What one export costs: PostgreSQL CPU (and its ratio to a plain COPY of the same rows),
+    worker CPU per GB of output, the planner's time and the first chunk's start."""
+    postgres = summary([r["cpu_seconds"]["postgres"] for r in runs])
+    return {
+        "postgres_cpu_s": postgres,
+        "plain_copy_cpu_s": round(copy_cpu["plain"], 3),
+        "same_query_copy_cpu_s": round(copy_cpu["same"], 3),
+        "postgres_cpu_ratio": round(postgres["median"] / copy_cpu["plain"], 2),
+        "worker_cpu_s_per_gb": summary([r["cpu_seconds"]["workers"] / (r["bytes"] / 1e9) for r in runs]),
+        "planner_s": summary([r["plan"]["planner_s"] for r in runs]),
+        "first_chunk_after_planner_s": summary([r["plan"]["first_chunk_after_planner_s"] for r in runs]),
+    }
 
 
 FORMATS = {
