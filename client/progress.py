@@ -54,10 +54,12 @@ def format_figures(export: Mapping[str, Any]) -> str:
     """Percent, rows done of total and parts done of total, or what the export waits for."""
     progress = export.get("progress") or {}
     total = progress.get("total_rows")
-    if total is None:
-        return " waiting for a worker" if export.get("status") == "queued" else " planning"
-    percent = float(progress.get("percent") or 0.0)
     done = progress.get("rows_done") or 0
+    if total is None:  # queued, or running while its plan is streamed (chunks run as they are cut)
+        if export.get("status") == "queued":
+            return " waiting for a worker"
+        return f" planning; {done:,} rows so far  parts {progress.get('parts_done') or 0}" if done else " planning"
+    percent = float(progress.get("percent") or 0.0)
     parts = f"parts {progress.get('parts_done') or 0}/{progress.get('parts_total') or 0}"
     return f"{percent:5.1f}%  {done:,}/{total:,} rows  {parts}"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from shared.models import UNFINISHED, ChunkStatus, Export, ExportStatus, chunk_sources, export_sources
-from shared.planning import Plan
+from shared.planning import Chunk, Plan
 from shared.records import columns, fetch_all, fetch_one, fetch_tuples, fetch_value
 from shared.spec import ExportSpec
 from shared.webhooks import Notify
@@ -181,44 +182,103 @@ def admit_waiting(conn: Conn, owner: str, cap: int) -> list[uuid.UUID]:
 
 
 def start_export(conn: Conn, export_id: uuid.UUID, plan: Plan, object_key: str, upload_id: str) -> bool:
-    """Record the plan and the multipart upload; queued → running. False if no longer queued."""
+    """Record the whole plan and the multipart upload; queued → running. False if no longer queued."""
     with conn.transaction():
-        started = fetch_value(
-            conn,
-            "UPDATE exports SET status = %s, started_at = now(), updated_at = now(),"
-            " total_rows = %s, parts_total = %s, key_high_water = %s, object_key = %s, upload_id = %s"
-            " WHERE id = %s AND status = ANY(%s) RETURNING id",
-            (
-                ExportStatus.RUNNING,
-                plan.total_rows,
-                len(plan.chunks),
-                plan.high_water,
-                object_key,
-                upload_id,
-                export_id,
-                export_sources(ExportStatus.RUNNING),
-            ),
-        )
-        if started is None:
+        if not _start(conn, export_id, plan, plan.high_water, object_key, upload_id):
             return False
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO export_chunks (export_id, part_number, key_lo, key_hi, planned_rows, status, layout)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        export_id,
-                        c.part_number,
-                        c.lo,
-                        c.hi,
-                        c.rows,
-                        ChunkStatus.PENDING,
-                        Jsonb(c.layout) if c.layout else None,
-                    )
-                    for c in plan.chunks
-                ],
-            )
+        _insert_chunks(conn, export_id, plan.chunks)
     return True
+
+
+def start_streamed_export(
+    conn: Conn, export_id: uuid.UUID, high_water: str | None, object_key: str, upload_id: str
+) -> bool:
+    """Record the multipart upload of an export whose plan is streamed; queued → running.
+    False if no longer queued.
+
+    The export runs with ``parts_total`` and ``total_rows`` NULL while :func:`add_chunks`
+    records its chunks, until :func:`finish_plan`: nothing finalizes it before, as
+    ``parts_done = parts_total`` is never true of NULL.
+    """
+    return _start(conn, export_id, None, high_water, object_key, upload_id)
+
+
+def _start(
+    conn: Conn, export_id: uuid.UUID, plan: Plan | None, high_water: str | None, object_key: str, upload_id: str
+) -> bool:
+    started = fetch_value(
+        conn,
+        "UPDATE exports SET status = %s, started_at = now(), updated_at = now(),"
+        " total_rows = %s, parts_total = %s, key_high_water = %s, object_key = %s, upload_id = %s"
+        " WHERE id = %s AND status = ANY(%s) RETURNING id",
+        (
+            ExportStatus.RUNNING,
+            plan.total_rows if plan else None,
+            len(plan.chunks) if plan else None,
+            high_water,
+            object_key,
+            upload_id,
+            export_id,
+            export_sources(ExportStatus.RUNNING),
+        ),
+    )
+    return started is not None
+
+
+def _insert_chunks(conn: Conn, export_id: uuid.UUID, chunks: Sequence[Chunk]) -> None:
+    """Insert pending chunks; one already there (a resumed plan cuts it again) is kept."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO export_chunks (export_id, part_number, key_lo, key_hi, planned_rows, status, layout)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (export_id, part_number) DO NOTHING",
+            [(export_id, c.part_number, c.lo, c.hi, c.rows, ChunkStatus.PENDING, _layout(c)) for c in chunks],
+        )
+
+
+def _layout(chunk: Chunk) -> Jsonb | None:
+    return Jsonb(chunk.layout) if chunk.layout else None
+
+
+def add_chunks(conn: Conn, export_id: uuid.UUID, chunks: Sequence[Chunk]) -> bool:
+    """Record more chunks of a streamed plan; False when the export is no longer running or
+    its plan is already finished (cancelled or failed while planning: stop planning)."""
+    with conn.transaction():
+        # The export's row first, as every writer of its chunks takes it (shared/chunks_repo.py).
+        planning = fetch_value(
+            conn,
+            "SELECT 1 FROM exports WHERE id = %s AND status = %s AND parts_total IS NULL FOR NO KEY UPDATE",
+            (export_id, ExportStatus.RUNNING),
+        )
+        if planning is None:
+            return False
+        _insert_chunks(conn, export_id, chunks)
+    return True
+
+
+def planned_so_far(conn: Conn, export_id: uuid.UUID) -> tuple[int, str | None]:
+    """The last chunk a streamed plan recorded, as ``(part number, its hi key)``; ``(0, None)``
+    when none: where a resumed plan goes on."""
+    rows = fetch_tuples(
+        conn,
+        "SELECT part_number, key_hi FROM export_chunks WHERE export_id = %s ORDER BY part_number DESC LIMIT 1",
+        (export_id,),
+    )
+    return (int(rows[0][0]), rows[0][1]) if rows else (0, None)
+
+
+def finish_plan(conn: Conn, export_id: uuid.UUID) -> bool:
+    """Fix a streamed plan's totals from its chunks. True when every part is already recorded,
+    so that this caller must enqueue the finalizer (:func:`shared.chunks_repo.record_part`
+    saw ``parts_total`` NULL and could not)."""
+    ready = fetch_value(
+        conn,
+        "UPDATE exports SET parts_total = c.parts, total_rows = c.planned, updated_at = now()"
+        " FROM (SELECT count(*) AS parts, coalesce(sum(planned_rows), 0) AS planned FROM export_chunks"
+        "  WHERE export_id = %s) AS c"
+        " WHERE id = %s AND status = %s AND parts_total IS NULL RETURNING parts_done = parts_total",
+        (export_id, export_id, ExportStatus.RUNNING),
+    )
+    return bool(ready)
 
 
 def claim_finalize(conn: Conn, export_id: uuid.UUID, lease_s: int) -> int | None:

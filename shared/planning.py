@@ -16,14 +16,14 @@ queries' ``ORDER BY`` and range conditions use too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from shared.datasets import Dataset
-from shared.query import bucket_sums, key_bounds, sample_keys, sample_units, widths_in_order
+from shared.query import SAMPLE_BY_PAGES, bucket_sums, key_bounds, sample_keys, sample_units, widths_in_order
 from shared.records import fetch_tuples
 from shared.spec import ExportSpec
 
@@ -37,6 +37,12 @@ MAX_CHUNKS = 1_000
 # CSV lower bound plus this much markup per cell (an inline string's is 59 bytes), with 2x margin.
 XML_BYTES_PER_CELL = 64
 ZIP64_ABOVE = 2 * 1024**3
+
+# A streamed plan sums the sampled buckets in batches, this many first, then twice as many each
+# time up to MAX_BATCH: the first chunks are cut after a few hundred thousand rows at most.
+FIRST_BATCH = 64
+MAX_BATCH = 1024
+PAGE_BYTES = 8192  # PostgreSQL's block size, as built by default
 
 Run = tuple[str, int, int]  # (last key of the run, rows, width lower bound of its rows)
 
@@ -69,6 +75,36 @@ class Plan:
         return sum(c.rows for c in self.chunks)
 
 
+class ChunkCutter:
+    """Chunks cut greedily from ``(hi, rows, bytes)`` runs fed in key order: a chunk is complete
+    as soon as its runs reach ``min_bytes``, so chunks can start before the rest is planned.
+
+    Args:
+        lo: where the first chunk starts (exclusive; None: from the first key).
+        first_part: the first chunk's part number.
+    """
+
+    def __init__(self, min_bytes: int, lo: str | None = None, first_part: int = 1) -> None:
+        self.min_bytes, self.start, self.next_part = min_bytes, lo, first_part
+        self.hi: str | None = None
+        self.rows = self.size = 0  # of the chunk being cut (the remainder, at the end)
+
+    def feed(self, runs: Iterable[Run]) -> list[Chunk]:
+        """The chunks these runs complete."""
+        chunks = []
+        for run_hi, run_rows, run_bytes in runs:
+            self.hi, self.rows, self.size = run_hi, self.rows + run_rows, self.size + run_bytes
+            if self.size >= self.min_bytes:
+                chunks.append(Chunk(self.next_part, self.start, self.hi, self.rows, self.size))
+                self.next_part += 1
+                self.start, self.rows, self.size = self.hi, 0, 0
+        return chunks
+
+    def remainder(self) -> Chunk | None:
+        """The rows after the last complete chunk, as a chunk of their own (None: no rows)."""
+        return Chunk(self.next_part, self.start, self.hi, self.rows, self.size) if self.rows else None
+
+
 def merge_buckets(runs: Iterable[Run], min_bytes: int, lo: str | None = None, first_part: int = 1) -> list[Chunk]:
     """Greedily merge ``(hi, rows, bytes)`` runs, in key order, into chunks of >= ``min_bytes``.
 
@@ -79,24 +115,15 @@ def merge_buckets(runs: Iterable[Run], min_bytes: int, lo: str | None = None, fi
         lo: where the first chunk starts (exclusive; None: from the first key).
         first_part: the first chunk's part number.
     """
-    chunks: list[Chunk] = []
-    rows = size = 0
-    hi: str | None = None
-    start = lo
-    for run_hi, run_rows, run_bytes in runs:
-        hi, rows, size = run_hi, rows + run_rows, size + run_bytes
-        if size >= min_bytes:
-            chunks.append(Chunk(first_part + len(chunks), start, hi, rows, size))
-            start, rows, size = hi, 0, 0
-    if rows:
-        if chunks:
-            last = chunks.pop()
-            chunks.append(Chunk(last.part_number, last.lo, hi, last.rows + rows, last.min_bytes + size))
-        else:
-            chunks.append(Chunk(first_part, start, hi, rows, size))
-    if not chunks:
-        chunks.append(Chunk(first_part, start, None, 0, 0))
-    return chunks
+    cutter = ChunkCutter(min_bytes, lo, first_part)
+    chunks = cutter.feed(runs)
+    rest = cutter.remainder()
+    if rest is not None and chunks:
+        last = chunks.pop()
+        rest = Chunk(last.part_number, last.lo, rest.hi, last.rows + rest.rows, last.min_bytes + rest.min_bytes)
+    if rest is not None:
+        chunks.append(rest)
+    return chunks or [Chunk(first_part, lo, None, 0, 0)]
 
 
 def split_runs_at(
@@ -186,6 +213,33 @@ def fine_runs(
     return runs
 
 
+def bucket_runs(
+    conn: psycopg.Connection[Any],
+    dataset: Dataset,
+    spec: ExportSpec,
+    bounds: list[str],
+    low: str | None,
+    lo: str | None,
+    min_bytes: int,
+) -> list[Run]:
+    """The runs of the buckets ending at ``bounds``, the first from ``lo`` (exclusive) or, with
+    ``lo`` None, from the smallest key ``low``: each bucket's exact sums (one index range scan
+    each), or, for a bucket the sample left much bigger than a chunk, runs cut from its rows."""
+    first = lo if lo is not None else low
+    assert first is not None
+    sums = {i: (hi, rows, size) for i, hi, rows, size in bucket_sums(conn, dataset, spec, first, bounds, lo is None)}
+    runs: list[Run] = []
+    for i, bound in enumerate(bounds):
+        if i in sums:
+            run_hi, rows, size = sums[i]
+            if size > REFINE_ABOVE * min_bytes and rows > 1:
+                runs.extend(fine_runs(conn, dataset, spec, lo, bound, max(1, min_bytes // RUN_SPLIT)))
+            else:
+                runs.append((run_hi, rows, size))
+        lo = bound
+    return runs
+
+
 def cut_plan(
     conn: psycopg.Connection[Any],
     dataset: Dataset,
@@ -209,18 +263,7 @@ def cut_plan(
     if hwm is None:
         return Plan(None, tuple(_layout([[]], min_bytes, spec, sheet_rows)))
     keys = sample_keys(conn, dataset, spec, hwm, SAMPLE_KEYS, sample_units(conn, dataset))
-    bounds = boundaries(keys, hwm)
-    runs: list[Run] = []
-    lo: str | None = None
-    sums = {i: (run_hi, rows, size) for i, run_hi, rows, size in bucket_sums(conn, dataset, spec, low, bounds)}
-    for i, bound in enumerate(bounds):
-        if i in sums:
-            run_hi, rows, size = sums[i]
-            if size > REFINE_ABOVE * min_bytes and rows > 1:
-                runs.extend(fine_runs(conn, dataset, spec, lo, bound, max(1, min_bytes // RUN_SPLIT)))
-            else:
-                runs.append((run_hi, rows, size))
-        lo = bound
+    runs = bucket_runs(conn, dataset, spec, boundaries(keys, hwm), low, None, min_bytes)
     whole = sum(rows for _, rows, _ in runs) <= whole_up_to
     if whole:
         min_bytes = sum(size for _, _, size in runs) + 1
@@ -241,3 +284,67 @@ def _layout(
     if sheet_rows:
         return merge_segments(segments, min_bytes, len(spec.columns), zip64)
     return merge_buckets(segments[0], min_bytes)
+
+
+def streams(conn: psycopg.Connection[Any], dataset: Dataset, min_bytes: int) -> bool:
+    """Whether a plain (CSV, JSON Lines) export of ``dataset`` is planned as a stream
+    (:func:`stream_plan`): a table or materialized view, sampled by pages, whose heap is at most
+    ``MAX_CHUNKS * min_bytes`` (8 GB with the default part size). Its file then stays far
+    below the ~40 GB that :func:`chunk_budget` keeps within ``MAX_CHUNKS``; anything else is
+    planned whole, which sizes its chunks from the total."""
+    if dataset.relation_kind not in SAMPLE_BY_PAGES:
+        return False
+    return sample_units(conn, dataset) * PAGE_BYTES <= MAX_CHUNKS * min_bytes
+
+
+def chunk_budget(chunks: int) -> int:
+    """How many times ``min_bytes`` the next chunk of a streamed plan reaches once it has
+    ``chunks`` chunks: 1, then twice as much each time half the part numbers left are used
+    (at 500, 750, 875 ... chunks), so a plan whose total is not known ahead still fits."""
+    factor, used = 1, MAX_CHUNKS // 2
+    while chunks >= used and MAX_CHUNKS - used > 1:
+        factor, used = factor * 2, used + (MAX_CHUNKS - used) // 2
+    return factor
+
+
+def stream_plan(
+    conn: psycopg.Connection[Any],
+    dataset: Dataset,
+    spec: ExportSpec,
+    min_bytes: int,
+    high_water: str | None,
+    lo: str | None = None,
+    first_part: int = 1,
+) -> Iterator[list[Chunk]]:
+    """Cut the matching rows of ``(lo, high_water]`` into chunks, yielded in key order as soon
+    as each batch of buckets is summed: the first chunks can run while the rest is planned.
+
+    The same sample and sums as :func:`cut_plan`, in batches (``FIRST_BATCH`` buckets, then
+    doubling). Every chunk but the last reaches ``min_bytes`` times :func:`chunk_budget`; the
+    last holds the remainder, however small (S3's last part may be). A plan with no rows is
+    one empty chunk (the header). Called again with the last chunk's ``hi`` and the next part
+    number, it goes on where an interrupted plan stopped.
+    """
+    low = None
+    if lo is None:
+        low = fetch_tuples(conn, key_bounds(dataset))[0][0]
+    if high_water is None or (lo is None and low is None):
+        if first_part == 1:
+            yield [Chunk(1, None, None, 0, 0)]
+        return
+    keys = sample_keys(conn, dataset, spec, high_water, SAMPLE_KEYS, sample_units(conn, dataset), after=lo)
+    bounds = boundaries(keys, high_water)
+    cutter = ChunkCutter(min_bytes, lo, first_part)
+    start, batch, previous = 0, FIRST_BATCH, lo
+    while start < len(bounds):
+        part = bounds[start : start + batch]
+        cutter.min_bytes = min_bytes * chunk_budget(cutter.next_part - 1)
+        chunks = cutter.feed(bucket_runs(conn, dataset, spec, part, low, previous, min_bytes))
+        if chunks:
+            yield chunks
+        start, batch, previous = start + len(part), min(2 * batch, MAX_BATCH), part[-1]
+    rest = cutter.remainder()
+    if rest is not None:
+        yield [rest]
+    elif cutter.next_part == 1:
+        yield [Chunk(1, None, None, 0, 0)]

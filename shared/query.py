@@ -36,7 +36,7 @@ _SHORTEST = {t.TIMESTAMP: 19, t.TIMESTAMPTZ: 25}  # 2024-01-31T13:05:00+00:00 wi
 # bug) to 9999-12-31; other timestamps are written as text (their CSV rendering).
 _EXCEL_FROM = {t.TIMESTAMP: "1900-03-01 00:00:00", t.TIMESTAMPTZ: "1900-03-01 00:00:00+00"}
 _EXCEL_UNTIL = {t.TIMESTAMP: "10000-01-01 00:00:00", t.TIMESTAMPTZ: "10000-01-01 00:00:00+00"}
-_SAMPLE_BY_BLOCKS = ("table", "materialized view")  # TABLESAMPLE SYSTEM works on these
+SAMPLE_BY_PAGES = ("table", "materialized view")  # TABLESAMPLE SYSTEM works on these
 
 
 def _cast(column: Column) -> sql.Composable:
@@ -327,7 +327,7 @@ def sample_units(conn: psycopg.Connection[Any], dataset: Dataset) -> int:
     """How many units :func:`sample_keys` samples from: pages of a table or materialized view
     (one key is kept per sampled page), rows of anything else — the statistics' figure, or
     the relation's size or a count without one."""
-    by_blocks = dataset.relation_kind in _SAMPLE_BY_BLOCKS
+    by_blocks = dataset.relation_kind in SAMPLE_BY_PAGES
     ((estimate,),) = fetch_tuples(
         conn,
         "SELECT CASE WHEN %s THEN greatest(relpages, pg_relation_size(oid) / current_setting('block_size')::int)"
@@ -341,10 +341,17 @@ def sample_units(conn: psycopg.Connection[Any], dataset: Dataset) -> int:
 
 
 def sample_keys(
-    conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, high: str, want: int, units: int
+    conn: psycopg.Connection[Any],
+    dataset: Dataset,
+    spec: ExportSpec,
+    high: str,
+    want: int,
+    units: int,
+    after: str | None = None,
 ) -> list[str]:
-    """About ``want`` keys up to ``high``, sampled evenly over the rows (not over key values,
-    so skewed keys are sampled as evenly as dense ones), ascending, as text.
+    """About ``want`` keys up to ``high`` (and above ``after``, if given), sampled evenly over
+    the rows (not over key values, so skewed keys are sampled as evenly as dense ones),
+    ascending, as text.
 
     A table is sampled by pages (``TABLESAMPLE SYSTEM``, a few milliseconds) keeping one key
     per page: rows stored in key order share a page, and all of a page's keys would cluster
@@ -356,7 +363,10 @@ def sample_keys(
     key = sql.Identifier(dataset.key.name)
     share = min(1.0, want / units) if units > 0 else 1.0
     on_key, key_params = key_filters(dataset, spec)
-    if dataset.relation_kind in _SAMPLE_BY_BLOCKS:
+    if after is not None:
+        on_key = sql.SQL("{} AND {} > %s::{}").format(on_key, key, _cast(dataset.key))
+        key_params = [*key_params, after]
+    if dataset.relation_kind in SAMPLE_BY_PAGES:
         query = sql.SQL(
             "SELECT spillway_k::text AS spillway_key FROM ("
             " SELECT DISTINCT ON ((ctid::text::point)[0]) {key} AS spillway_k"
@@ -376,10 +386,15 @@ def sample_keys(
 
 
 def bucket_sums(
-    conn: psycopg.Connection[Any], dataset: Dataset, spec: ExportSpec, low: str, bounds: list[str]
+    conn: psycopg.Connection[Any],
+    dataset: Dataset,
+    spec: ExportSpec,
+    low: str,
+    bounds: list[str],
+    include_low: bool = True,
 ) -> list[tuple[int, str, int, int]]:
-    """Sum the matching rows between consecutive boundaries: bucket 0 is ``[low, bounds[0]]``,
-    bucket ``i`` is ``(bounds[i-1], bounds[i]]``.
+    """Sum the matching rows between consecutive boundaries: bucket 0 is ``[low, bounds[0]]``
+    (``(low, bounds[0]]`` without ``include_low``), bucket ``i`` is ``(bounds[i-1], bounds[i]]``.
 
     Returns rows ``(bucket, its upper boundary, rows, bytes)`` for the non-empty buckets, in
     key order: the sum of the rows' width lower bounds. Each bucket is one index range scan (a LATERAL
@@ -399,7 +414,7 @@ def bucket_sums(
         " SELECT count(*) AS rows, sum({width}) AS bytes FROM ("
         "  SELECT * FROM {table} WHERE {key} >= spillway_b.lo AND {key} <= spillway_b.hi AND {on_key} OFFSET 0)"
         " AS spillway_s"
-        " WHERE (spillway_b.i = 1 OR {key} > spillway_b.lo) AND {where}) AS a"
+        " WHERE ({first} AND spillway_b.i = 1 OR {key} > spillway_b.lo) AND {where}) AS a"
         " WHERE a.rows > 0 ORDER BY spillway_b.i"
     ).format(
         key=key,
@@ -408,6 +423,7 @@ def bucket_sums(
         table=dataset.table,
         on_key=on_key,
         where=where,
+        first=sql.Literal(include_low),
     )
     rows = fetch_tuples(conn, query, [[low, *bounds[:-1]], bounds, *key_params, *params])
     return [(int(i), str(hi), int(count), int(size)) for i, hi, count, size in rows]

@@ -1,23 +1,33 @@
 """Planning an export: fix its key range, cut it into chunks, start the multipart upload.
 
-Invariant: an export leaves ``queued`` only with its whole plan (chunks, high-water mark,
-upload id) recorded in one transaction; a planner that finds it no longer queued (cancelled,
-or planned by an earlier try) aborts the upload it started and does nothing else.
+Invariant: an export leaves ``queued`` with its high-water mark and upload id recorded in one
+transaction, and with either its whole plan (compressed and XLSX files, whose bytes depend on
+where every chunk ends, and relations too big to stream) or none yet: a plain file's plan is
+streamed (:func:`shared.planning.stream_plan`), each batch of chunks recorded and enqueued as
+soon as it is cut, and its totals fixed at the end (``parts_total`` NULL until then, so
+nothing finalizes it early). A planner that finds the export no longer queued aborts the upload
+it started and does nothing else; one that finds it running with its plan unfinished (an
+interrupted planner's) goes on after the last chunk recorded.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
+import psycopg
 from redis import Redis
 
 from shared import exports_repo
 from shared.db import connect_source, connect_state, export_label, state_label
 from shared.lifecycle import fill_window
 from shared.logs import bind_log_context
-from shared.models import ExportStatus
-from shared.planning import cut_plan
+from shared.models import Export, ExportStatus
+from shared.planning import cut_plan, stream_plan, streams
+from shared.query import key_bounds
+from shared.queue import enqueue_finalize
+from shared.records import fetch_tuples
 from shared.settings import Settings
 from shared.spec import ExportSpec, SpecError, xlsx_too_many_rows
 from shared.storage import object_key, s3_client
@@ -31,32 +41,34 @@ STAGED_CHUNK_FACTOR = 4
 
 
 def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
-    """Plan a queued export and enqueue its chunks; return what happened."""
+    """Plan a queued export (or go on with a streamed plan left unfinished) and enqueue its
+    first chunks; return what happened."""
     label = state_label("plan", export_id)
     with connect_state(settings, label) as state:
         export = exports_repo.get_export(state, export_id)
     if export is not None:
         bind_log_context(owner=export.owner)
-    if export is None or export.status != ExportStatus.QUEUED:
+    unfinished = export is not None and export.status == ExportStatus.RUNNING and export.parts_total is None
+    if export is None or not (export.status == ExportStatus.QUEUED or unfinished):
         return f"skipped: export is {export.status if export else 'gone'}"
     spec = ExportSpec.from_json(export.spec)
     output = spec.output
+    min_bytes = settings.part_min_bytes * (STAGED_CHUNK_FACTOR if output.staged else 1)
     with connect_source(settings, export_label(export_id, "plan")) as source:
+        if unfinished or (not output.staged and output.format != "xlsx" and streams(source, spec.source, min_bytes)):
+            return _stream(settings, redis, export, spec, source, min_bytes)
         export_plan = cut_plan(
             source,
             spec.source,
             spec,
-            settings.part_min_bytes * (STAGED_CHUNK_FACTOR if output.staged else 1),
+            min_bytes,
             sheet_rows=settings.xlsx_sheet_rows if output.format == "xlsx" else None,
             whole_up_to=settings.inline_max_rows if output.staged else 0,
         )
     if output.format == "xlsx" and export_plan.total_rows > settings.xlsx_max_rows:
         raise SpecError(xlsx_too_many_rows(export_plan.total_rows, settings.xlsx_max_rows), "format")
 
-    key = object_key(settings, export_id, spec.filename)
-    upload_id = s3_client(settings).create_multipart_upload(
-        Bucket=settings.s3_bucket, Key=key, ContentType=output.content_type
-    )["UploadId"]
+    key, upload_id = _create_upload(settings, export_id, spec)
     with connect_state(settings, label) as state:
         started = exports_repo.start_export(state, export_id, export_plan, key, upload_id)
         if started:
@@ -71,3 +83,47 @@ def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
         export_plan.high_water,
     )
     return f"planned {export_plan.total_rows} rows in {len(export_plan.chunks)} chunks"
+
+
+def _create_upload(settings: Settings, export_id: uuid.UUID, spec: ExportSpec) -> tuple[str, str]:
+    key = object_key(settings, export_id, spec.filename)
+    upload_id = s3_client(settings).create_multipart_upload(
+        Bucket=settings.s3_bucket, Key=key, ContentType=spec.output.content_type
+    )["UploadId"]
+    return key, str(upload_id)
+
+
+def _stream(
+    settings: Settings,
+    redis: Redis,
+    export: Export,
+    spec: ExportSpec,
+    source: psycopg.Connection[Any],
+    min_bytes: int,
+) -> str:
+    """Start the export (unless resuming) and record, then enqueue, its chunks batch by batch."""
+    export_id = export.id
+    with connect_state(settings, state_label("plan", export_id)) as state:
+        if export.status == ExportStatus.QUEUED:
+            high_water = fetch_tuples(source, key_bounds(spec.source))[0][1]
+            key, upload_id = _create_upload(settings, export_id, spec)
+            if not exports_repo.start_streamed_export(state, export_id, high_water, key, upload_id):
+                abort_upload(settings, key, upload_id)
+                return "skipped: export left the queued state while planning"
+            last_part, lo = 0, None
+        else:
+            high_water = export.key_high_water
+            last_part, lo = exports_repo.planned_so_far(state, export_id)
+            log.info("going on with an unfinished plan after chunk %d", last_part)
+        if last_part == 0 or lo is not None:  # an empty plan's one chunk has no upper key: nothing follows it
+            for chunks in stream_plan(source, spec.source, spec, min_bytes, high_water, lo, last_part + 1):
+                if not exports_repo.add_chunks(state, export_id, chunks):
+                    return "stopped: the export ended while planning"
+                fill_window(state, redis, settings, export_id)
+        ready = exports_repo.finish_plan(state, export_id)
+        total = exports_repo.get_export(state, export_id)
+    if ready:
+        enqueue_finalize(redis, settings, export_id)
+    parts, rows = (total.parts_total, total.total_rows) if total else (None, None)
+    log.info("planned %s rows in %s chunks up to key %s (streamed)", rows, parts, high_water)
+    return f"planned {rows} rows in {parts} chunks (streamed)"

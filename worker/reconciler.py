@@ -152,7 +152,9 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings) -> int:
     count = 0
     unfinished = exports_repo.unfinished_exports(conn)
     for export in unfinished:
-        if export.status != ExportStatus.QUEUED or export.admitted_at is None:
+        admitted = export.status == ExportStatus.QUEUED and export.admitted_at is not None
+        planning = export.status == ExportStatus.RUNNING and export.parts_total is None  # a streamed plan
+        if not (admitted or planning):
             continue
         job_id = q.plan_job_id(export.id)
         if job_state(redis, job_id) not in LIVE:

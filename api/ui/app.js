@@ -477,7 +477,8 @@ function updateRow(tr, exported) {
   const status = STATUS_TEXT[exported.status] || exported.status;
   set("status", exported.finished ? status : `${status} ${p.percent} %`);
   tr.querySelector("[data-cell=status]").className = `status-cell status-${exported.status}`;
-  set("rows", exported.status === "completed" ? formatCount(p.total_rows) : `${formatCount(p.rows_done)} of ${formatCount(p.total_rows)}`);
+  const ofTotal = p.total_rows === null ? "" : ` of ${formatCount(p.total_rows)}`; // null while a plan is streamed
+  set("rows", exported.status === "completed" ? formatCount(p.total_rows) : `${formatCount(p.rows_done)}${ofTotal}`);
   set("size", formatBytes(exported.object_bytes));
   set("finished", formatTime(exported.finished_at));
   const labels = `${exported.filename}, ${formatTime(exported.created_at)}`;

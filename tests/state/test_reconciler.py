@@ -96,6 +96,15 @@ def test_lost_planners_and_finalizers_are_enqueued_again(state_conn, redis, quie
     assert _job_exists(redis, finalize_job_id(finishing, 1))
 
 
+def test_a_streamed_plan_whose_planner_was_lost_is_planned_on(state_conn, redis, quiet, owner):
+    planning = make_running_export(state_conn, owner=owner, parts=2, done=2, parts_total=None)
+    planned = make_running_export(state_conn, owner=owner, parts=2, running=1)
+    reconciler.recover_control_jobs(state_conn, redis, quiet)
+    assert _job_exists(redis, plan_job_id(planning))  # it goes on after its last chunk (worker/planner.py)
+    assert not _job_exists(redis, finalize_job_id(planning, 1))  # all its parts so far are done: not all parts
+    assert not _job_exists(redis, plan_job_id(planned))
+
+
 def test_completed_exports_past_their_expiry_are_expired(state_conn, settings, bucket):
     gone = make_export(
         state_conn, status="completed", object_key=f"exports/{uuid.uuid4()}/x.csv", expires_at=from_now(-1)

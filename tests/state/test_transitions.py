@@ -123,3 +123,50 @@ def test_chunks_of_an_export_that_is_not_running_are_never_claimed(state_conn):
         export_id = make_export(state_conn, status=status)
         make_chunks(state_conn, export_id, 1)
         assert chunks_repo.claim_chunk(state_conn, export_id, 1, "me:1", 30) is None, status
+
+
+def _record(conn, export_id: uuid.UUID, part: int) -> tuple[bool, bool]:
+    claimed = chunks_repo.claim_chunk(conn, export_id, part, "w:1", 30)
+    assert claimed is not None
+    return chunks_repo.record_part(conn, export_id, part, claimed.attempt, f"etag-{part}", 10, 100, crc32=part)
+
+
+def test_a_streamed_plan_runs_its_chunks_before_its_totals_are_known(state_conn):
+    export_id = make_export(state_conn, admitted=True)
+    assert exports_repo.start_streamed_export(state_conn, export_id, "30", "k", "u")
+    assert not exports_repo.start_streamed_export(state_conn, export_id, "30", "k", "u2")  # a second planner
+    export = exports_repo.get_export(state_conn, export_id)
+    assert export is not None and export.status == E.RUNNING and (export.total_rows, export.parts_total) == (None, None)
+    assert exports_repo.planned_so_far(state_conn, export_id) == (0, None)
+    assert exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(1, None, "10", 10, 100)])
+    assert _record(state_conn, export_id, 1) == (True, False)  # every part so far, not every part
+    assert exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(2, "10", "30", 20, 200)])
+    assert exports_repo.planned_so_far(state_conn, export_id) == (2, "30")
+    assert _record(state_conn, export_id, 2) == (True, False)
+    assert exports_repo.finish_plan(state_conn, export_id)  # all recorded already: the planner finalizes
+    assert not exports_repo.finish_plan(state_conn, export_id)  # once
+    export = exports_repo.get_export(state_conn, export_id)
+    assert export is not None and (export.total_rows, export.parts_total, export.parts_done) == (30, 2, 2)
+    assert not exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(3, "30", "40", 1, 1)])  # plan finished
+
+
+def test_the_last_part_recorded_after_the_plan_finished_finalizes(state_conn):
+    export_id = make_export(state_conn, admitted=True)
+    assert exports_repo.start_streamed_export(state_conn, export_id, "30", "k", "u")
+    chunks = [PlannedChunk(1, None, "10", 10, 100), PlannedChunk(2, "10", "30", 20, 200)]
+    assert exports_repo.add_chunks(state_conn, export_id, chunks)
+    assert exports_repo.add_chunks(state_conn, export_id, chunks[1:])  # cut again by a resumed planner: kept
+    assert _record(state_conn, export_id, 1) == (True, False)
+    assert not exports_repo.finish_plan(state_conn, export_id)  # part 2 still to come
+    assert _record(state_conn, export_id, 2) == (True, True)
+
+
+def test_a_streamed_plan_stops_when_its_export_ends(state_conn):
+    export_id = make_export(state_conn, admitted=True)
+    assert exports_repo.start_streamed_export(state_conn, export_id, "30", "k", "u")
+    assert exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(1, None, "10", 10, 100)])
+    assert exports_repo.end_export(state_conn, export_id, E.CANCELLED) is not None
+    assert not exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(2, "10", "30", 20, 200)])
+    assert not exports_repo.finish_plan(state_conn, export_id)
+    export = exports_repo.get_export(state_conn, export_id)
+    assert export is not None and export.status == E.CANCELLED and export.parts_total is None

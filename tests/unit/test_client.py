@@ -201,6 +201,12 @@ def test_progress_line_before_planning_says_what_it_waits_for():
     assert "#" * 24 in format_export_progress(export_json("completed", done=1_000_000, percent=100.0), 3.0)
 
 
+def test_progress_line_while_a_plan_is_streamed_shows_the_rows_so_far():
+    line = format_export_progress(export_json(total=None, done=230_000, percent=0.0, parts=(3, None)), 2.0)
+    assert "planning; 230,000 rows so far  parts 3" in line and "/" not in line.split("]")[1]
+    assert "planning" in format_export_progress(export_json(total=None, done=0, parts=(0, None)), 0.5)
+
+
 def test_units():
     assert format_bytes(999) == "999 B" and format_bytes(1_500_000) == "1.5 MB"
     assert format_duration(4.31) == "4.3s" and format_duration(3725) == "1h02m05s"

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from shared.chunks_repo import ATTEMPT_SLOTS, upload_part_number
-from shared.planning import merge_buckets
+from shared.planning import MAX_CHUNKS, ChunkCutter, chunk_budget, merge_buckets
 
 MIN = 8 * 2**20
 
@@ -43,6 +43,49 @@ def test_small_and_empty_exports():
 def test_a_small_remainder_joins_the_last_chunk():
     chunks = merge_buckets([(10, 1, MIN), (20, 1, 10)], MIN)
     assert [(c.lo, c.hi, c.min_bytes) for c in chunks] == [(None, 20, MIN + 10)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("batch", [1, 7, 300])
+def test_a_streamed_cut_completes_chunks_as_runs_arrive_in_batches(seed, batch):
+    runs = random_runs(random.Random(seed), 300)
+    cutter = ChunkCutter(MIN)
+    chunks = []
+    for start in range(0, len(runs), batch):
+        done = cutter.feed(runs[start : start + batch])
+        assert all(c.min_bytes >= MIN for c in done)  # complete as soon as they reach the minimum
+        chunks += done
+    rest = cutter.remainder()
+    whole = merge_buckets(runs, MIN)
+    # The same chunks as the whole plan's, but its remainder is a (small) last chunk of its own.
+    if rest is None:
+        assert chunks == whole
+    elif not chunks:
+        assert [rest] == whole
+    else:
+        assert rest.min_bytes < MIN and chunks[:-1] == whole[:-1]
+        assert (chunks[-1].lo, rest.hi) == (whole[-1].lo, whole[-1].hi) and rest.lo == chunks[-1].hi
+        assert sum(c.rows for c in [*chunks, rest]) == sum(r[1] for r in runs)
+        assert [c.part_number for c in [*chunks, rest]] == list(range(1, len(chunks) + 2))
+
+
+def test_a_streamed_cut_goes_on_after_a_given_chunk():
+    runs = [(10, 1, MIN), (20, 1, MIN), (30, 1, 5)]
+    first = ChunkCutter(MIN).feed(runs)
+    again = ChunkCutter(MIN, lo=first[0].hi, first_part=2).feed(runs[1:])
+    assert first[1:] == again
+
+
+def test_chunk_budget_keeps_any_streamed_plan_within_the_part_numbers():
+    assert [chunk_budget(n) for n in (0, 499, 500, 749, 750, 875)] == [1, 1, 2, 2, 4, 8]
+    assert all(chunk_budget(n) <= chunk_budget(n + 1) for n in range(2 * MAX_CHUNKS))
+    # Chunks cut at the budget from runs of 1 MiB: how many a file of each size takes.
+    for total_gb in (1, 8, 30, 36):
+        cutter, chunks, runs = ChunkCutter(MIN), 0, total_gb * 1024
+        for key in range(runs):
+            cutter.min_bytes = MIN * chunk_budget(chunks)
+            chunks += len(cutter.feed([(key, 1, 2**20)]))
+        assert chunks + (cutter.remainder() is not None) <= MAX_CHUNKS, total_gb
 
 
 def test_each_attempt_writes_its_own_s3_part():
