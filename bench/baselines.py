@@ -32,6 +32,20 @@ from tests.support.processes import cpu_seconds
 PAGE_ROWS = 10_000
 
 
+def _copy_query(body: dict, plain: bool) -> tuple[sql.Composed, list]:
+    """``COPY (<query>) TO STDOUT (FORMAT csv)`` of the export's rendering query, or with
+    ``plain`` of ``SELECT * FROM <table> WHERE <the same filters> ORDER BY <key>``."""
+    spec = parse_spec(body)
+    dataset = spec.source
+    if not plain:
+        return chunk_copy(dataset, spec, None, None)
+    where, params = where_clause(dataset, spec)
+    query = sql.SQL("COPY (SELECT * FROM {} WHERE {} ORDER BY {}) TO STDOUT (FORMAT csv)").format(
+        dataset.table, where, sql.Identifier(dataset.key.name)
+    )
+    return query, params
+
+
 def floor_seconds(settings: Settings, body: dict, plain: bool = False) -> float:
     """Seconds for ``psql \\copy`` of the export's own query to a file plus ``aws s3 cp``;
     with ``plain``, of ``SELECT * FROM <table> WHERE <the same filters> ORDER BY <key>``.
@@ -39,16 +53,8 @@ def floor_seconds(settings: Settings, body: dict, plain: bool = False) -> float:
     A run whose transfer fails (seen once with moto, with no message) is measured again from
     the start, never counted.
     """
-    spec = parse_spec(body)
-    dataset = spec.source
+    query, params = _copy_query(body, plain)
     with psycopg.connect(settings.source_database_url) as conn:
-        if plain:
-            where, params = where_clause(dataset, spec)
-            query = sql.SQL("COPY (SELECT * FROM {} WHERE {} ORDER BY {}) TO STDOUT").format(
-                dataset.table, where, sql.Identifier(dataset.key.name)
-            )
-        else:
-            query, params = chunk_copy(dataset, spec, None, None)
         statement = psycopg.ClientCursor(conn).mogrify(query, params)
     select = statement[len("COPY (") : statement.rindex(") TO STDOUT")]
     for attempt in (1, 2):
@@ -87,15 +93,7 @@ def copy_cpu_seconds(settings: Settings, body: dict, plain: bool = False) -> flo
     """CPU seconds of the one PostgreSQL backend running ``COPY (<query>) TO STDOUT`` to a
     client that discards the bytes: the export's own rendering query, or with ``plain`` the
     plain floor's ``SELECT *`` (what a plain ``COPY`` of the same rows costs the database)."""
-    spec = parse_spec(body)
-    dataset = spec.source
-    if plain:
-        where, params = where_clause(dataset, spec)
-        query = sql.SQL("COPY (SELECT * FROM {} WHERE {} ORDER BY {}) TO STDOUT (FORMAT csv)").format(
-            dataset.table, where, sql.Identifier(dataset.key.name)
-        )
-    else:
-        query, params = chunk_copy(dataset, spec, None, None)
+    query, params = _copy_query(body, plain)
     with connect_source(settings, process_label("bench")) as conn:
         conn.autocommit = True
         backend = conn.info.backend_pid

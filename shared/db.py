@@ -163,30 +163,27 @@ class CopyOut:
     def _wait_readable(self) -> None:
         select.select([self.conn.pgconn.socket], [], [])
 
-    def _result(self) -> pq.abc.PGresult:
+    def _next_result(self) -> pq.abc.PGresult | None:
+        """The statement's next result once it has arrived; None after the last."""
         pgconn = self.conn.pgconn
         pgconn.consume_input()
         while pgconn.is_busy():
             self._wait_readable()
             pgconn.consume_input()
-        result = pgconn.get_result()
+        return pgconn.get_result()
+
+    def _result(self) -> pq.abc.PGresult:
+        result = self._next_result()
         if result is None:
-            raise psycopg.OperationalError(pgconn.get_error_message(self.conn.info.encoding))
+            raise psycopg.OperationalError(self.conn.pgconn.get_error_message(self.conn.info.encoding))
         return result
 
     def _results(self) -> list[pq.abc.PGresult]:
         """The statement's remaining results, up to libpq's end of them."""
-        pgconn = self.conn.pgconn
         results: list[pq.abc.PGresult] = []
-        while True:
-            pgconn.consume_input()
-            while pgconn.is_busy():
-                self._wait_readable()
-                pgconn.consume_input()
-            result = pgconn.get_result()
-            if result is None:
-                return results
+        while (result := self._next_result()) is not None:
             results.append(result)
+        return results
 
     def _error(self, result: pq.abc.PGresult) -> psycopg.Error:
         return psycopg.errors.error_from_result(result, encoding=self.conn.info.encoding)
