@@ -289,8 +289,8 @@ def _layout(
 def streams(conn: psycopg.Connection[Any], dataset: Dataset, min_bytes: int) -> bool:
     """Whether a plain (CSV, JSON Lines) export of ``dataset`` is planned as a stream
     (:func:`stream_plan`): a table or materialized view, sampled by pages, whose heap is at most
-    ``MAX_CHUNKS * min_bytes`` (8 GB with the default part size). Its file then stays far
-    below the ~40 GB that :func:`chunk_budget` keeps within ``MAX_CHUNKS``; anything else is
+    ``MAX_CHUNKS * min_bytes`` (16 GB with the default part size). Its file then stays far
+    below the ~5,000 ``min_bytes`` (80 GB) that :func:`chunk_budget` keeps within ``MAX_CHUNKS``; anything else is
     planned whole, which sizes its chunks from the total."""
     if dataset.relation_kind not in SAMPLE_BY_PAGES:
         return False

@@ -24,7 +24,10 @@ DEFAULT_REDIS_PORT = 6379  # Redis's standard port.
 DEFAULT_S3_PORT = 9000  # MinIO's standard port; the local moto server uses it too.
 DEFAULT_API_PORT = 8000  # gunicorn's conventional port.
 DEFAULT_INLINE_MAX_ROWS = 10_000  # Small enough to answer inside one HTTP request.
-DEFAULT_PART_MIN_BYTES = 8 * 1024 * 1024  # Lower bound of a non-last part: well above S3's 5 MiB.
+# Lower bound of a non-last part (S3's minimum is 5 MiB). 16 MiB rather than 8: each chunk job
+# costs a worker about 40 ms of CPU besides its bytes (fork, connections, first S3 call), and a
+# 1M-row export in 10 parts instead of 19 took 23 % less worker CPU and 7 % less time (README).
+DEFAULT_PART_MIN_BYTES = 16 * 1024 * 1024
 DEFAULT_STATEMENT_TIMEOUT_MS = 120_000  # No export query may run longer than this.
 DEFAULT_DOWNLOAD_URL_TTL_S = 900  # Presigned URLs live 15 minutes.
 DEFAULT_EXPORT_TTL_S = 24 * 3600  # Completed objects are kept a day.

@@ -35,9 +35,9 @@ from worker.uploads import abort_upload
 
 log = logging.getLogger(__name__)
 
-# Chunks of a compressed format are planned this many times bigger (in CSV bytes), so that their
+# Chunks of a compressed format are planned at least this big (in CSV bytes), so that their
 # compressed bytes usually clear S3's 5 MiB on their own and the finalizer copies them server-side.
-STAGED_CHUNK_FACTOR = 4
+STAGED_MIN_BYTES = 32 * 1024 * 1024
 
 
 def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
@@ -53,7 +53,7 @@ def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
         return f"skipped: export is {export.status if export else 'gone'}"
     spec = ExportSpec.from_json(export.spec)
     output = spec.output
-    min_bytes = settings.part_min_bytes * (STAGED_CHUNK_FACTOR if output.staged else 1)
+    min_bytes = max(settings.part_min_bytes, STAGED_MIN_BYTES) if output.staged else settings.part_min_bytes
     with connect_source(settings, export_label(export_id, "plan")) as source:
         if unfinished or (not output.staged and output.format != "xlsx" and streams(source, spec.source, min_bytes)):
             return _stream(settings, redis, export, spec, source, min_bytes)

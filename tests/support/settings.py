@@ -36,6 +36,9 @@ def test_settings(base: Settings) -> Settings:
         redis_url=redis_url,
         s3_bucket=TEST_BUCKET,
         queue_prefix="spillway-test",
+        # 8 MiB parts (the default is 16): the tests' tables (300,000 orders, 1,000,000 products)
+        # then make enough parts for the tests of cutting, windows and faults in the middle.
+        part_min_bytes=8 * 1024 * 1024,
         # On, so every test goes through them, but far above what any test sends: the limits'
         # own tests (tests/integration/test_rate_limits.py) set them low.
         exports_per_minute=100_000,
