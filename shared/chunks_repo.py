@@ -52,7 +52,7 @@ def claim_chunk(conn: Conn, export_id: uuid.UUID, part_number: int, worker: str,
             " FROM exports e WHERE e.id = c.export_id AND e.status = %s"
             " AND c.export_id = %s AND c.part_number = %s"
             " AND (c.status = %s OR (c.status = %s AND c.lease_expires_at < now()))"
-            " RETURNING {}, e.object_key, e.upload_id, e.spec, e.owner"
+            " RETURNING {}, e.object_key, e.upload_id, e.spec, e.owner, e.part_checksum"
         ).format(columns(Chunk, "c")),
         (
             ChunkStatus.RUNNING,

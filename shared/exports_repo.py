@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from shared.models import UNFINISHED, ChunkStatus, Export, ExportStatus, chunk_sources, export_sources
+from shared.models import UNFINISHED, ChunkStatus, Export, ExportStatus, Upload, chunk_sources, export_sources
 from shared.planning import Chunk, Plan
 from shared.records import columns, fetch_all, fetch_one, fetch_tuples, fetch_value
 from shared.spec import ExportSpec
@@ -180,18 +180,16 @@ def admit_waiting(conn: Conn, owner: str, cap: int) -> list[uuid.UUID]:
     return [export_id for _, export_id in sorted(rows)]
 
 
-def start_export(conn: Conn, export_id: uuid.UUID, plan: Plan, object_key: str, upload_id: str) -> bool:
+def start_export(conn: Conn, export_id: uuid.UUID, plan: Plan, upload: Upload) -> bool:
     """Record the whole plan and the multipart upload; queued → running. False if no longer queued."""
     with conn.transaction():
-        if not _start(conn, export_id, plan, plan.high_water, object_key, upload_id):
+        if not _start(conn, export_id, plan, plan.high_water, upload):
             return False
         _insert_chunks(conn, export_id, plan.chunks)
     return True
 
 
-def start_streamed_export(
-    conn: Conn, export_id: uuid.UUID, high_water: str | None, object_key: str, upload_id: str
-) -> bool:
+def start_streamed_export(conn: Conn, export_id: uuid.UUID, high_water: str | None, upload: Upload) -> bool:
     """Record the multipart upload of an export whose plan is streamed; queued → running.
     False if no longer queued.
 
@@ -199,24 +197,23 @@ def start_streamed_export(
     records its chunks, until :func:`finish_plan`: nothing finalizes it before, as
     ``parts_done = parts_total`` is never true of NULL.
     """
-    return _start(conn, export_id, None, high_water, object_key, upload_id)
+    return _start(conn, export_id, None, high_water, upload)
 
 
-def _start(
-    conn: Conn, export_id: uuid.UUID, plan: Plan | None, high_water: str | None, object_key: str, upload_id: str
-) -> bool:
+def _start(conn: Conn, export_id: uuid.UUID, plan: Plan | None, high_water: str | None, upload: Upload) -> bool:
     started = fetch_value(
         conn,
-        "UPDATE exports SET status = %s, started_at = now(), updated_at = now(),"
-        " total_rows = %s, parts_total = %s, key_high_water = %s, object_key = %s, upload_id = %s"
+        "UPDATE exports SET status = %s, started_at = now(), updated_at = now(), total_rows = %s,"
+        " parts_total = %s, key_high_water = %s, object_key = %s, upload_id = %s, part_checksum = %s"
         " WHERE id = %s AND status = ANY(%s) RETURNING id",
         (
             ExportStatus.RUNNING,
             plan.total_rows if plan else None,
             len(plan.chunks) if plan else None,
             high_water,
-            object_key,
-            upload_id,
+            upload.key,
+            upload.upload_id,
+            upload.part_checksum,
             export_id,
             export_sources(ExportStatus.RUNNING),
         ),

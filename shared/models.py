@@ -108,9 +108,19 @@ class Export:
     object_crc32: int | None  # CRC-32 of the whole object (the parts' CRCs combined), once completed
     object_etag: str | None  # the object's ETag as S3 reported it when completed
     notify_url: str | None  # where a webhook tells the owner the export ended (its secret is read apart)
+    part_checksum: str  # how S3 checks its chunks' bytes: "md5" or "crc32" (shared/settings.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", ExportStatus(self.status))
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An export's multipart upload, as its planner created it."""
+
+    key: str
+    upload_id: str
+    part_checksum: str = "md5"  # how S3 checks the chunks' bytes: "md5" or "crc32"
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,7 @@ class ClaimedChunk(Chunk):
     upload_id: str
     spec: dict[str, Any]
     owner: str
+    part_checksum: str
 
 
 def field_names(record: type[Any]) -> tuple[str, ...]:

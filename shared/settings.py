@@ -60,6 +60,10 @@ DEFAULT_MAX_QUEUED_PER_OWNER = 20  # Exports of one owner waiting to start; 0: n
 DEFAULT_WEBHOOK_RETRY_DELAYS_S = "10,60,300,1800,7200"  # Six attempts within about 2.6 hours.
 LOG_FORMATS = ("text", "json")  # SPILLWAY_LOG_FORMAT's choices (shared/logs.py)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# How a chunk's bytes are checked by S3 (SPILLWAY_S3_PART_CHECKSUM): "md5" sends Content-MD5, which
+# every S3-compatible store verifies; "crc32" sends x-amz-checksum-crc32 (S3, MinIO), a fifth of
+# MD5's CPU, and lets the finalizer check the object's composite CRC-32 against the parts' own.
+PART_CHECKSUMS = ("md5", "crc32")
 DEFAULT_LOG_FORMAT = "text"  # Readable in a terminal; "json" for a log pipeline (one object a line).
 DEFAULT_LOG_LEVEL = "INFO"  # A line per job and per request; DEBUG adds the libraries' detail.
 DEFAULT_WEBHOOK_TIMEOUT_S = 10.0  # A receiver that has not answered after this is retried later.
@@ -90,6 +94,7 @@ class Settings:
     s3_access_key_id: str = "spillway"
     s3_secret_access_key: str = field(default="spillway-secret", repr=False)
     s3_prefix: str = "exports/"
+    s3_part_checksum: str = "md5"
     datasets_file: str = DEFAULT_DATASETS_FILE
     queue_prefix: str = "spillway"
     inline_max_rows: int = DEFAULT_INLINE_MAX_ROWS
@@ -137,6 +142,10 @@ class Settings:
     def __post_init__(self) -> None:
         if self.log_format not in LOG_FORMATS:
             raise SettingsError(f"{PREFIX}LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        if self.s3_part_checksum not in PART_CHECKSUMS:
+            raise SettingsError(
+                f"{PREFIX}S3_PART_CHECKSUM must be one of {', '.join(PART_CHECKSUMS)}, got {self.s3_part_checksum!r}"
+            )
         if self.log_level.upper() not in LOG_LEVELS:
             raise SettingsError(f"{PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.xlsx_sheet_rows > DEFAULT_XLSX_SHEET_ROWS:

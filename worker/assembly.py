@@ -34,7 +34,7 @@ from shared.spec import ExportSpec
 from shared.storage import s3_client, staged_key, staged_prefix
 from shared.xlsx import SHEET_MAX_ROWS
 from worker.failures import ExportError
-from worker.uploads import StoredObject, complete_upload, stored_object, upload_part
+from worker.uploads import Digest, StoredObject, complete_upload, stored_object, upload_part
 
 SPOOL_BYTES = 32 * 1024 * 1024  # a joined part larger than this is buffered on disk
 READ_BYTES = 1024 * 1024
@@ -169,7 +169,8 @@ def _upload_parts(
                     md5.update(piece.data)
             size = buffer.tell()
             buffer.seek(0)
-            uploaded.append((number, upload_part(settings, object_key, upload_id, number, buffer, size, md5.digest())))
+            digest = Digest(md5=md5.digest())
+            uploaded.append((number, upload_part(settings, object_key, upload_id, number, buffer, size, digest)))
     return uploaded
 
 

@@ -2,15 +2,15 @@
 compressed format, one staged object the finalizer composes the file from).
 
 Invariant: a chunk's bytes depend only on the export's spec and the chunk's key range, so a
-re-run produces the same bytes into the same part number, with the same MD5 (sent as
-Content-MD5) and CRC-32 (recorded with the part, combined by the finalizer into the object's
-checksum), both computed on the bytes as they stream; its part record and progress are
-written only if this attempt still holds the chunk (fencing by attempt number). While it
-streams, the chunk checks for a cancel at every block and renews its lease, so a cancel
-stops it within about one block; the process holds the chunk's liveness lock
-(:mod:`shared.liveness`) from before the claim to the end, so its death is seen at once.
-Memory is bounded: rows are gathered into blocks of ``BLOCK_BYTES`` and spooled to a
-temporary file beyond ``SPOOL_BYTES``.
+re-run produces the same bytes into the same part number, with the same CRC-32 (recorded
+with the part, combined by the finalizer into the object's checksum) and, unless the
+export's parts travel with their CRC-32 instead, MD5 (sent as Content-MD5), both computed
+as the bytes stream; its part record and progress are written only if this attempt still
+holds the chunk (fencing by attempt number). While it streams, the chunk checks for a cancel
+at every block and renews its lease, so a cancel stops it within about one block; the
+process holds the chunk's liveness lock (:mod:`shared.liveness`) from before the claim to
+the end, so its death is seen at once. Memory is bounded: rows are gathered into blocks of
+``BLOCK_BYTES`` and spooled to a temporary file beyond ``SPOOL_BYTES``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from shared.settings import Settings
 from shared.spec import ExportSpec
 from shared.storage import staged_key
 from worker.failures import ExportError
-from worker.uploads import abort_upload, put_staged, upload_part
+from worker.uploads import Digest, abort_upload, put_staged, upload_part
 
 log = logging.getLogger(__name__)
 
@@ -118,28 +118,30 @@ class PartRead:
 
     rows: int
     size: int
-    md5: bytes  # the digest S3 checks the upload against (Content-MD5)
+    md5: bytes | None  # what S3 checks the upload against (Content-MD5); None: the CRC-32 is
     crc32: int  # zlib.crc32 of the bytes: the part's share of the object's checksum
     raw_bytes: int  # size of the bytes before compression (the rendered rows for a plain format)
     raw_crc32: int  # their CRC-32
 
 
 class DigestWriter:
-    """Writes bytes to a file while taking their size, MD5 and CRC-32."""
+    """Writes bytes to a file while taking their size, CRC-32 and (unless told not to) MD5."""
 
-    def __init__(self, out: IO[bytes]) -> None:
-        self.out, self.size, self.crc32, self._md5 = out, 0, 0, hashlib.md5()
+    def __init__(self, out: IO[bytes], md5: bool = True) -> None:
+        self.out, self.size, self.crc32 = out, 0, 0
+        self._md5 = hashlib.md5() if md5 else None
 
     def write(self, data: bytes) -> None:
         if data:
             self.out.write(data)
-            self._md5.update(data)
+            if self._md5 is not None:
+                self._md5.update(data)
             self.crc32 = zlib.crc32(data, self.crc32)
             self.size += len(data)
 
     @property
-    def md5(self) -> bytes:
-        return self._md5.digest()
+    def md5(self) -> bytes | None:
+        return self._md5.digest() if self._md5 is not None else None
 
 
 def read_chunk(
@@ -152,14 +154,16 @@ def read_chunk(
     out: IO[bytes],
     watch: Watch | None = None,
     position: Position | None = None,
+    md5: bool = True,
 ) -> PartRead:
     """COPY the chunk's rows in the spec's format into ``out``; return its rows, size and digests.
 
     Args:
         position: where the chunk sits in the file (default: as ``part_number`` says, no sheet).
+        md5: take the bytes' MD5 (what S3 checks them against unless the export uses CRC-32).
     """
     encode = encoder(spec.output, spec.columns, position or Position(first=part_number == 1), header_bytes(spec))
-    writer = DigestWriter(out)
+    writer = DigestWriter(out, md5)
     writer.write(encode.begin())
     query, params = chunk_copy(spec.source, spec, lo, hi)
     with connect_source(settings, export_label(export_id, f"part:{part_number}")) as source:
@@ -219,16 +223,18 @@ def _run_attempt(
     try:
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
             position = Position.of(part_number, chunk.layout)
+            md5 = chunk.part_checksum == "md5"
             part = read_chunk(
-                settings, spec, export_id, part_number, chunk.key_lo, chunk.key_hi, buffer, watch, position
+                settings, spec, export_id, part_number, chunk.key_lo, chunk.key_hi, buffer, watch, position, md5
             )
             rows, size = part.rows, part.size
+            digest = Digest(md5=part.md5, crc32=part.crc32)
             watch.check(size)  # a last look (cancel, lease) before the upload
             buffer.seek(0)
             if spec.output.staged:  # stored on its own; the finalizer composes the object (worker/assembly.py)
-                etag = put_staged(settings, staged_key(settings, export_id, s3_part), buffer, size, part.md5)
+                etag = put_staged(settings, staged_key(settings, export_id, s3_part), buffer, size, digest)
             else:
-                etag = upload_part(settings, chunk.object_key, chunk.upload_id, s3_part, buffer, size, part.md5)
+                etag = upload_part(settings, chunk.object_key, chunk.upload_id, s3_part, buffer, size, digest)
     except HandBack:
         metrics.count(redis, settings, "spillway_chunks", outcome="handed_back")
         _release(chunk, liveness)

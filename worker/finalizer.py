@@ -60,7 +60,9 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
             return "rejected: a newer finalize attempt owns this export"
     else:
         pairs = [(p.upload_part_number or 0, p.etag or "") for p in parts]
-        stored = complete_upload(settings, export.object_key, export.upload_id, pairs, sum(p.bytes or 0 for p in parts))
+        part_crc32s = _part_crc32s(parts) if export.part_checksum == "crc32" else None
+        expected = sum(p.bytes or 0 for p in parts)
+        stored = complete_upload(settings, export.object_key, export.upload_id, pairs, expected, part_crc32s)
         crc32 = object_crc32(parts)
     size, rows = stored.size, sum(p.rows or 0 for p in parts)
     with connect_state(settings, label) as state:
@@ -95,6 +97,14 @@ def _delete_staged(settings: Settings, export_id: uuid.UUID) -> None:
         delete_staged(settings, export_id)
     except Exception:  # noqa: BLE001 - the export is complete; the reconciler's janitor deletes them later
         log.warning("staged chunk objects not deleted; the janitor will", exc_info=True)
+
+
+def _part_crc32s(parts: list[Chunk]) -> list[int]:
+    """The parts' CRC-32s, which an upload created with CRC-32 checksums is completed with."""
+    missing = [p.part_number for p in parts if p.crc32 is None]
+    if missing:
+        raise ExportError(f"parts {missing} were recorded without the CRC-32 their upload needs")
+    return [p.crc32 or 0 for p in parts]
 
 
 def object_crc32(parts: list[Chunk]) -> int | None:

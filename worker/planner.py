@@ -23,7 +23,7 @@ from shared import exports_repo
 from shared.db import connect_source, connect_state, export_label, state_label
 from shared.lifecycle import fill_window
 from shared.logs import bind_log_context
-from shared.models import Export, ExportStatus
+from shared.models import Export, ExportStatus, Upload
 from shared.planning import cut_plan, stream_plan, streams
 from shared.query import key_bounds
 from shared.queue import enqueue_finalize
@@ -68,13 +68,13 @@ def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     if output.format == "xlsx" and export_plan.total_rows > settings.xlsx_max_rows:
         raise SpecError(xlsx_too_many_rows(export_plan.total_rows, settings.xlsx_max_rows), "format")
 
-    key, upload_id = _create_upload(settings, export_id, spec)
+    upload = _create_upload(settings, export_id, spec)
     with connect_state(settings, label) as state:
-        started = exports_repo.start_export(state, export_id, export_plan, key, upload_id)
+        started = exports_repo.start_export(state, export_id, export_plan, upload)
         if started:
             fill_window(state, redis, settings, export_id)
     if not started:
-        abort_upload(settings, key, upload_id)
+        abort_upload(settings, upload.key, upload.upload_id)
         return "skipped: export left the queued state while planning"
     log.info(
         "planned %d rows in %d chunks up to key %s",
@@ -85,12 +85,21 @@ def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     return f"planned {export_plan.total_rows} rows in {len(export_plan.chunks)} chunks"
 
 
-def _create_upload(settings: Settings, export_id: uuid.UUID, spec: ExportSpec) -> tuple[str, str]:
+def _create_upload(settings: Settings, export_id: uuid.UUID, spec: ExportSpec) -> Upload:
+    """Start the export's multipart upload, with CRC-32 part checksums when its chunks use them.
+
+    A staged format's chunks are objects of their own (checked by their own CRC-32, if so);
+    its upload is composed from them by the finalizer, with Content-MD5, as before.
+    """
     key = object_key(settings, export_id, spec.filename)
+    crc32_parts = settings.s3_part_checksum == "crc32" and not spec.output.staged
     upload_id = s3_client(settings).create_multipart_upload(
-        Bucket=settings.s3_bucket, Key=key, ContentType=spec.output.content_type
+        Bucket=settings.s3_bucket,
+        Key=key,
+        ContentType=spec.output.content_type,
+        **({"ChecksumAlgorithm": "CRC32"} if crc32_parts else {}),
     )["UploadId"]
-    return key, str(upload_id)
+    return Upload(key, str(upload_id), settings.s3_part_checksum)
 
 
 def _stream(
@@ -106,9 +115,9 @@ def _stream(
     with connect_state(settings, state_label("plan", export_id)) as state:
         if export.status == ExportStatus.QUEUED:
             high_water = fetch_tuples(source, key_bounds(spec.source))[0][1]
-            key, upload_id = _create_upload(settings, export_id, spec)
-            if not exports_repo.start_streamed_export(state, export_id, high_water, key, upload_id):
-                abort_upload(settings, key, upload_id)
+            upload = _create_upload(settings, export_id, spec)
+            if not exports_repo.start_streamed_export(state, export_id, high_water, upload):
+                abort_upload(settings, upload.key, upload.upload_id)
                 return "skipped: export left the queued state while planning"
             last_part, lo = 0, None
         else:

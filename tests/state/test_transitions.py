@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from shared import chunks_repo, exports_repo
-from shared.models import CHUNK_TRANSITIONS, EXPORT_TRANSITIONS, ChunkStatus, ExportStatus
+from shared.models import CHUNK_TRANSITIONS, EXPORT_TRANSITIONS, ChunkStatus, ExportStatus, Upload
 from shared.planning import Chunk as PlannedChunk
 from shared.planning import Plan
 from tests.support.factories import from_now, make_chunks, make_export, make_running_export
@@ -25,7 +25,7 @@ def _move_export(conn, export_id: uuid.UUID, target: ExportStatus) -> bool:
     """Ask the repository for ``target``; return whether it says it moved."""
     if target == E.RUNNING:
         plan = Plan("10", (PlannedChunk(1, None, "10", 10, 100),))
-        return exports_repo.start_export(conn, export_id, plan, "key", "upload")
+        return exports_repo.start_export(conn, export_id, plan, Upload("key", "upload"))
     if target == E.COMPLETED:
         return exports_repo.complete_export(conn, export_id, 100, 10, 60, finalize_attempt=0)
     if target in (E.FAILED, E.CANCELLED):
@@ -69,8 +69,8 @@ def test_an_export_is_ended_only_as_failed_or_cancelled(state_conn):
 def test_start_records_the_plan_once(state_conn):
     export_id = make_export(state_conn, admitted=True)
     plan = Plan("30", (PlannedChunk(1, None, "10", 10, 100), PlannedChunk(2, "10", "30", 20, 200)))
-    assert exports_repo.start_export(state_conn, export_id, plan, "k", "u")
-    assert not exports_repo.start_export(state_conn, export_id, plan, "k", "u2")  # a second planner
+    assert exports_repo.start_export(state_conn, export_id, plan, Upload("k", "u"))
+    assert not exports_repo.start_export(state_conn, export_id, plan, Upload("k", "u2"))  # a second planner
     export = exports_repo.get_export(state_conn, export_id)
     assert export is not None and (export.total_rows, export.parts_total, export.upload_id) == (30, 2, "u")
     chunks = state_conn.execute(
@@ -133,8 +133,8 @@ def _record(conn, export_id: uuid.UUID, part: int) -> tuple[bool, bool]:
 
 def test_a_streamed_plan_runs_its_chunks_before_its_totals_are_known(state_conn):
     export_id = make_export(state_conn, admitted=True)
-    assert exports_repo.start_streamed_export(state_conn, export_id, "30", "k", "u")
-    assert not exports_repo.start_streamed_export(state_conn, export_id, "30", "k", "u2")  # a second planner
+    assert exports_repo.start_streamed_export(state_conn, export_id, "30", Upload("k", "u"))
+    assert not exports_repo.start_streamed_export(state_conn, export_id, "30", Upload("k", "u2"))  # a second planner
     export = exports_repo.get_export(state_conn, export_id)
     assert export is not None and export.status == E.RUNNING and (export.total_rows, export.parts_total) == (None, None)
     assert exports_repo.planned_so_far(state_conn, export_id) == (0, None)
@@ -152,7 +152,7 @@ def test_a_streamed_plan_runs_its_chunks_before_its_totals_are_known(state_conn)
 
 def test_the_last_part_recorded_after_the_plan_finished_finalizes(state_conn):
     export_id = make_export(state_conn, admitted=True)
-    assert exports_repo.start_streamed_export(state_conn, export_id, "30", "k", "u")
+    assert exports_repo.start_streamed_export(state_conn, export_id, "30", Upload("k", "u"))
     chunks = [PlannedChunk(1, None, "10", 10, 100), PlannedChunk(2, "10", "30", 20, 200)]
     assert exports_repo.add_chunks(state_conn, export_id, chunks)
     assert exports_repo.add_chunks(state_conn, export_id, chunks[1:])  # cut again by a resumed planner: kept
@@ -163,7 +163,7 @@ def test_the_last_part_recorded_after_the_plan_finished_finalizes(state_conn):
 
 def test_a_streamed_plan_stops_when_its_export_ends(state_conn):
     export_id = make_export(state_conn, admitted=True)
-    assert exports_repo.start_streamed_export(state_conn, export_id, "30", "k", "u")
+    assert exports_repo.start_streamed_export(state_conn, export_id, "30", Upload("k", "u"))
     assert exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(1, None, "10", 10, 100)])
     assert exports_repo.end_export(state_conn, export_id, E.CANCELLED) is not None
     assert not exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(2, "10", "30", 20, 200)])

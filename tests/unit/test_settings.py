@@ -14,6 +14,7 @@ def test_defaults_point_at_the_local_stack():
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.s3_endpoint_url == "http://127.0.0.1:9000"
     assert s.inline_max_rows == 10_000
+    assert s.s3_part_checksum == "md5"  # the one every S3-compatible store checks
 
 
 def test_environment_overrides_with_types():
@@ -38,6 +39,7 @@ def test_empty_variable_means_default():
         ({"SPILLWAY_INLINE_MAX_ROWS": "ten"}, "SPILLWAY_INLINE_MAX_ROWS must be an integer"),
         ({"SPILLWAY_PART_MIN_BYTES": str(S3_MIN_PART_BYTES - 1)}, "SPILLWAY_PART_MIN_BYTES must be at least"),
         ({"SPILLWAY_MAX_CONCURRENT_READS": "0"}, "SPILLWAY_MAX_CONCURRENT_READS must be positive"),
+        ({"SPILLWAY_S3_PART_CHECKSUM": "sha1"}, "SPILLWAY_S3_PART_CHECKSUM must be one of md5, crc32, got 'sha1'"),
     ],
 )
 def test_bad_values_fail_fast_naming_the_variable(env, message):
