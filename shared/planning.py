@@ -43,6 +43,14 @@ ZIP64_ABOVE = 2 * 1024**3
 FIRST_BATCH = 64
 MAX_BATCH = 1024
 PAGE_BYTES = 8192  # PostgreSQL's block size, as built by default
+# A fresh streamed plan of a table of more than LEAD_ABOVE pages cuts its first chunk from a
+# small sample (buckets of about min_bytes / LEAD_SPLIT by the heap's size; at least
+# LEAD_MIN_KEYS pages, a few milliseconds), then samples the rest: the whole sample reads
+# about 4,300 pages of a big table, 75-133 ms before any chunk could start. Not worth it when
+# the small sample would be a quarter of the whole (heaps past 256 x min_bytes).
+LEAD_SPLIT = 4
+LEAD_MIN_KEYS = 64
+LEAD_ABOVE = 4 * SAMPLE_KEYS
 
 Run = tuple[str, int, int]  # (last key of the run, rows, width lower bound of its rows)
 
@@ -320,7 +328,8 @@ def stream_plan(
     as each batch of buckets is summed: the first chunks can run while the rest is planned.
 
     The same sample and sums as :func:`cut_plan`, in batches (``FIRST_BATCH`` buckets, then
-    doubling). Every chunk but the last reaches ``min_bytes`` times :func:`chunk_budget`; the
+    doubling); a big table's first chunk comes from a small sample first (``LEAD_KEYS``).
+    Every chunk but the last reaches ``min_bytes`` times :func:`chunk_budget`; the
     last holds the remainder, however small (S3's last part may be). A plan with no rows is
     one empty chunk (the header). Called again with the last chunk's ``hi`` and the next part
     number, it goes on where an interrupted plan stopped.
@@ -332,10 +341,26 @@ def stream_plan(
         if first_part == 1:
             yield [Chunk(1, None, None, 0, 0)]
         return
-    keys = sample_keys(conn, dataset, spec, high_water, SAMPLE_KEYS, sample_units(conn, dataset), after=lo)
-    bounds = boundaries(keys, high_water)
+    units = sample_units(conn, dataset)
     cutter = ChunkCutter(min_bytes, lo, first_part)
-    start, batch, previous = 0, FIRST_BATCH, lo
+    previous = lo
+    lead_keys = max(LEAD_MIN_KEYS, -(-LEAD_SPLIT * units * PAGE_BYTES // min_bytes))
+    if lo is None and units > LEAD_ABOVE and lead_keys <= SAMPLE_KEYS // 4:
+        lead = boundaries(sample_keys(conn, dataset, spec, high_water, lead_keys, units), high_water, lead_keys)
+        step = LEAD_SPLIT + 1  # buckets a chunk takes, by the heap's size, and one more
+        for start in range(0, len(lead), step):
+            part = lead[start : start + step]
+            chunks = cutter.feed(bucket_runs(conn, dataset, spec, part, low, previous, min_bytes))
+            previous = part[-1]
+            if chunks:
+                yield chunks
+                break
+    bounds: list[str] = []
+    if previous != high_water:
+        bounds = boundaries(
+            sample_keys(conn, dataset, spec, high_water, SAMPLE_KEYS, units, after=previous), high_water
+        )
+    start, batch = 0, FIRST_BATCH
     while start < len(bounds):
         part = bounds[start : start + batch]
         cutter.min_bytes = min_bytes * chunk_budget(cutter.next_part - 1)

@@ -12,13 +12,19 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.rows import dict_row
 from rq import Queue
 
-from shared import exports_repo
+from shared import exports_repo, planning
+from shared.datasets import registry
+from shared.db import connect_source
 from shared.logs import log_context
 from shared.models import ExportStatus
+from shared.query import key_bounds, where_clause
 from shared.queue import chunk_job_id
+from shared.records import fetch_tuples
+from shared.spec import parse_spec
 from tests.support.factories import make_export
 from tests.support.state import chunk_rows
 from worker import planner
@@ -133,3 +139,38 @@ def test_files_whose_bytes_depend_on_every_chunk_end_keep_the_whole_plan(quiet, 
     export_id = _export(quiet, {**SPEC, **extra})
     assert not plan(quiet, redis, export_id).endswith("(streamed)")
     assert _get(quiet, export_id).parts_total == len(chunk_rows(quiet, export_id))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"dataset": "products"},
+        SPEC,
+        {"dataset": "products", "filters": {"quantity": {"lt": 500}}},  # not on the key: rows spread out
+    ],
+    ids=["whole-table", "key-range", "other-column"],
+)
+def test_a_big_tables_first_chunk_is_cut_from_a_small_sample_first(settings, seeded, monkeypatch, spec):
+    """The first chunk is yielded after a sample of a few dozen pages, before the whole sample
+    is taken; the plan still covers every matching row once, in chunks of at least the minimum."""
+    parsed = parse_spec(spec)
+    dataset = registry()["products"]
+    wanted: list[int] = []
+    real = planning.sample_keys
+    monkeypatch.setattr(planning, "sample_keys", lambda *a, **k: wanted.append(a[4]) or real(*a, **k))
+    with connect_source(settings, "test-lead") as conn:
+        high_water = fetch_tuples(conn, key_bounds(dataset))[0][1]
+        batches = planning.stream_plan(conn, dataset, parsed, settings.part_min_bytes, high_water)
+        first = next(batches)
+        assert len(wanted) == 1 and wanted[0] < planning.SAMPLE_KEYS // 4  # only the small sample so far
+        chunks = first + [c for batch in batches for c in batch]
+        assert wanted[1:] == [planning.SAMPLE_KEYS]
+        where, params = where_clause(dataset, parsed)
+        ((matching,),) = fetch_tuples(
+            conn, sql.SQL("SELECT count(*) FROM {} WHERE {}").format(dataset.table, where), params
+        )
+    assert sum(c.rows for c in chunks) == matching and len(chunks) > 1
+    assert chunks[0].lo is None and chunks[-1].hi == high_water
+    assert all(a.hi == b.lo for a, b in zip(chunks, chunks[1:], strict=False))
+    assert [c.part_number for c in chunks] == list(range(1, len(chunks) + 1))
+    assert all(c.min_bytes >= settings.part_min_bytes for c in chunks[:-1])
