@@ -93,9 +93,9 @@ def file_bytes(conn: psycopg.Connection[Any], settings: Settings, spec: ExportSp
         return
     query, params = chunk_copy(spec.source, spec, None, None)
     encode = encoder(spec.output, spec.columns, Position(), header_bytes(spec))
-    yield encode.begin()
+    yield bytes(encode.begin())
     for block in CopyOut(conn, query, params, BLOCK_BYTES):
-        data = encode.feed(bytes(block))
+        data = bytes(encode.feed(bytes(block)))  # bytes() of bytes is the object itself, no copy
         if data:
             yield data
     yield encode.end()

@@ -130,24 +130,29 @@ class Encoder:
     """Turns one chunk's rendered rows (the COPY stream) into the chunk's bytes of the file.
 
     ``raw_size`` and ``raw_crc32`` describe the bytes before compression (what a gzip member's
-    trailer and an XLSX data descriptor hold); the caller digests what the methods return.
+    trailer and an XLSX data descriptor hold; a plain encoder, whose bytes are the raw ones,
+    leaves ``raw_crc32`` to the caller, which digests what the methods return anyway). A plain
+    encoder hands the block back as it is, not copied.
     """
+
+    compresses = False
 
     def __init__(self, prefix: bytes = b"") -> None:
         self._prefix = prefix
         self.raw_size = 0
         self.raw_crc32 = 0
 
-    def _raw(self, data: bytes | bytearray) -> bytes:
+    def _raw(self, data: bytes | bytearray) -> bytes | bytearray:
         self.raw_size += len(data)
-        self.raw_crc32 = zlib.crc32(data, self.raw_crc32)
-        return bytes(data) if isinstance(data, bytearray) else data
+        if self.compresses:
+            self.raw_crc32 = zlib.crc32(data, self.raw_crc32)
+        return data
 
-    def begin(self) -> bytes:
+    def begin(self) -> bytes | bytearray:
         """The bytes before the first row (header row, gzip header, local header, prolog)."""
         return self._raw(self._prefix)
 
-    def feed(self, block: bytes | bytearray) -> bytes:
+    def feed(self, block: bytes | bytearray) -> bytes | bytearray:
         """The bytes of a block of rows (possibly empty while a compressor gathers input)."""
         return self._raw(block)
 
@@ -158,6 +163,8 @@ class Encoder:
 
 class GzipEncoder(Encoder):
     """One gzip member per chunk."""
+
+    compresses = True
 
     def __init__(self, prefix: bytes = b"", level: int = GZIP_LEVEL) -> None:
         super().__init__(prefix)
@@ -175,6 +182,8 @@ class GzipEncoder(Encoder):
 
 class XlsxEncoder(Encoder):
     """One raw deflate segment of a worksheet entry per chunk."""
+
+    compresses = True
 
     def __init__(self, columns: tuple[str, ...], position: Position, level: int = DEFLATE_LEVEL) -> None:
         super().__init__(xlsx.sheet_prolog(columns) if position.sheet_first else b"")

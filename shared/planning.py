@@ -328,7 +328,7 @@ def stream_plan(
     as each batch of buckets is summed: the first chunks can run while the rest is planned.
 
     The same sample and sums as :func:`cut_plan`, in batches (``FIRST_BATCH`` buckets, then
-    doubling); a big table's first chunk comes from a small sample first (``LEAD_KEYS``).
+    doubling); a big table's first chunk comes from a small sample first (``LEAD_SPLIT``).
     Every chunk but the last reaches ``min_bytes`` times :func:`chunk_budget`; the
     last holds the remainder, however small (S3's last part may be). A plan with no rows is
     one empty chunk (the header). Called again with the last chunk's ``hi`` and the next part

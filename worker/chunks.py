@@ -15,7 +15,9 @@ the end, so its death is seen at once. Memory is bounded: rows are gathered into
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import io
 import logging
 import signal
 import tempfile
@@ -46,7 +48,7 @@ from worker.uploads import Digest, abort_upload, put_staged, upload_part
 log = logging.getLogger(__name__)
 
 BLOCK_BYTES = 1024 * 1024  # rows are joined into blocks of this size; checks run once a block
-SPOOL_BYTES = 32 * 1024 * 1024  # a part larger than this is buffered on disk, not in memory
+SPOOL_BYTES = 32 * 1024 * 1024  # a part larger than this is buffered on disk, not in memory (PartBuffer)
 
 
 class ChunkStopped(Exception):
@@ -124,14 +126,81 @@ class PartRead:
     raw_crc32: int  # their CRC-32
 
 
+class PartBuffer:
+    """A part's bytes until they are uploaded: the blocks as written, not copied, while they fit
+    in ``memory_bytes``, a temporary file from then on. Read back as a seekable binary file
+    (botocore rewinds the body to retry a request); a read returns at most one block's rest.
+
+    Copying every block into a ``SpooledTemporaryFile`` and reading it back cost a chunk job
+    17 ms of CPU per 21 MB part (measured in forked processes, as horses run), an eighth of it.
+    """
+
+    def __init__(self, memory_bytes: int) -> None:
+        self.memory_bytes, self.size, self._pos = memory_bytes, 0, 0
+        self._blocks: list[memoryview] = []
+        self._starts: list[int] = []  # each block's offset in the part
+        self._file: IO[bytes] | None = None
+
+    def write(self, data: bytes | bytearray) -> int:
+        """Keep ``data`` (a block nobody changes afterwards) at the end of the part."""
+        if self._file is None and self.size + len(data) > self.memory_bytes:
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+            for block in self._blocks:
+                self._file.write(block)
+            self._blocks, self._starts = [], []
+        if self._file is not None:
+            self._file.write(data)
+        elif data:
+            self._starts.append(self.size)
+            self._blocks.append(memoryview(data))
+        self.size += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        if self._file is not None:
+            self._file.seek(self._pos)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes | memoryview:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: bytes(self.read(self.size)), b""))
+        data: bytes | memoryview
+        if self._file is not None:
+            data = self._file.read(size)
+        elif self._pos >= self.size or size == 0:
+            return b""
+        else:
+            i = bisect.bisect_right(self._starts, self._pos) - 1
+            offset = self._pos - self._starts[i]
+            data = self._blocks[i][offset : offset + size]
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        self._blocks, self._starts = [], []
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> PartBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class DigestWriter:
     """Writes bytes to a file while taking their size, CRC-32 and (unless told not to) MD5."""
 
-    def __init__(self, out: IO[bytes], md5: bool = True) -> None:
+    def __init__(self, out: IO[bytes] | PartBuffer, md5: bool = True) -> None:
         self.out, self.size, self.crc32 = out, 0, 0
         self._md5 = hashlib.md5() if md5 else None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if data:
             self.out.write(data)
             if self._md5 is not None:
@@ -151,7 +220,7 @@ def read_chunk(
     part_number: int,
     lo: str | None,
     hi: str | None,
-    out: IO[bytes],
+    out: IO[bytes] | PartBuffer,
     watch: Watch | None = None,
     position: Position | None = None,
     md5: bool = True,
@@ -221,7 +290,7 @@ def _run_attempt(
     size = 0
     started = time.monotonic()
     try:
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as buffer:
+        with PartBuffer(SPOOL_BYTES) as buffer:
             position = Position.of(part_number, chunk.layout)
             md5 = chunk.part_checksum == "md5"
             part = read_chunk(

@@ -14,7 +14,7 @@ import base64
 import logging
 import zlib
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -49,8 +49,18 @@ class Digest:
         return {"ChecksumCRC32": crc32_checksum(self.crc32)}
 
 
+class Body(Protocol):
+    """What a part's bytes are sent from: read in pieces, rewound to retry a request."""
+
+    def read(self, size: int = -1, /) -> bytes | memoryview: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+
 def upload_part(
-    settings: Settings, key: str, upload_id: str, part_number: int, body: IO[bytes], size: int, digest: Digest
+    settings: Settings, key: str, upload_id: str, part_number: int, body: Body, size: int, digest: Digest
 ) -> str:
     """Upload one part; return its ETag."""
     response = s3_client(settings).upload_part(
@@ -66,7 +76,7 @@ def upload_part(
     return etag
 
 
-def put_staged(settings: Settings, key: str, body: IO[bytes], size: int, digest: Digest) -> str:
+def put_staged(settings: Settings, key: str, body: Body, size: int, digest: Digest) -> str:
     """Store one chunk's bytes of a staged export as an object of its own; return its ETag."""
     response = s3_client(settings).put_object(
         Bucket=settings.s3_bucket, Key=key, Body=body, ContentLength=size, **digest.params()
