@@ -236,8 +236,11 @@ def _layout(chunk: Chunk) -> Jsonb | None:
 
 
 def add_chunks(conn: Conn, export_id: uuid.UUID, chunks: Sequence[Chunk]) -> bool:
-    """Record more chunks of a streamed plan; False when the export is no longer running or
-    its plan is already finished (cancelled or failed while planning: stop planning)."""
+    """Record more chunks of a streamed plan, which must go on from the last one recorded (the
+    next part number, from its ``hi``); False when the export is no longer running, its plan
+    is already finished (cancelled or failed while planning), or another planner recorded
+    these part numbers first: stop planning. So two planners of one export (a planner taken
+    for dead that was not) can never leave a gap or an overlap."""
     with conn.transaction():
         # The export's row first, as every writer of its chunks takes it (shared/chunks_repo.py).
         planning = fetch_value(
@@ -245,7 +248,10 @@ def add_chunks(conn: Conn, export_id: uuid.UUID, chunks: Sequence[Chunk]) -> boo
             "SELECT 1 FROM exports WHERE id = %s AND status = %s AND parts_total IS NULL FOR NO KEY UPDATE",
             (export_id, ExportStatus.RUNNING),
         )
-        if planning is None:
+        if planning is None or not chunks:
+            return planning is not None
+        last_part, last_hi = planned_so_far(conn, export_id)
+        if (chunks[0].part_number, chunks[0].lo) != (last_part + 1, last_hi):
             return False
         _insert_chunks(conn, export_id, chunks)
     return True

@@ -1,4 +1,4 @@
-"""Liveness of running chunks: an advisory lock the attempt's process holds while it runs.
+"""Liveness of running chunks and planners: an advisory lock the process holds while it runs.
 
 Invariant: the process running an attempt of chunk ``(export, part)`` holds the session-level
 advisory lock ``(LOCK_CLASS, lock_key(export, part))`` on the state database from before it
@@ -7,6 +7,9 @@ connection closes). So a running chunk whose lease has not expired but whose loc
 holds has lost its process: :func:`expire_dead_attempts` expires its lease at once, and the
 reconciler re-runs it within a second or two instead of waiting out the lease. The lease stays
 the fallback for a process that is alive but stuck (a SIGSTOPped zombie keeps its lock).
+
+An export's planner holds the lock of part :data:`PLANNER_PART` the same way, so a planner
+whose process died is run again within seconds, not when RQ gives its job up (minutes later).
 
 Two chunks may share a lock key (a 32-bit hash): then a dead one's lock looks held while the
 other runs, and its recovery waits for the lease, as before.
@@ -26,6 +29,7 @@ from shared.records import fetch_tuples
 from shared.settings import Settings
 
 LOCK_CLASS = 0x5357_4C56 & 0x7FFF_FFFF  # "SWLV": the first key of every chunk liveness lock
+PLANNER_PART = 0  # an export's planner holds the lock of "part 0" while it plans (chunks are 1 and up)
 
 
 def lock_key(export_id: uuid.UUID, part_number: int) -> int:
@@ -95,21 +99,10 @@ def expire_dead_attempts(
     their next block.
     """
     running = chunks_repo.leased_attempts(conn)
-    ((restarted,),) = fetch_tuples(
-        conn, "SELECT pg_postmaster_start_time() > now() - make_interval(secs => %s)", (lease_s,)
-    )
-    if not running or restarted:
+    if not running or restarted_within(conn, lease_s):
         suspects.clear()
         return []
-    held = {
-        int(objid)
-        for (objid,) in fetch_tuples(
-            conn,
-            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objsubid = 2"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (LOCK_CLASS,),
-        )
-    }
+    held = held_keys(conn)
     free = {(e, p, a) for e, p, a in running if lock_key(e, p) & 0xFFFF_FFFF not in held}
     dead = [
         (export_id, part_number)
@@ -118,4 +111,42 @@ def expire_dead_attempts(
     ]
     suspects.clear()
     suspects.update(free - {(e, p, a) for e, p, a in free if (e, p) in dead})
+    return dead
+
+
+def restarted_within(conn: psycopg.Connection[Any], seconds: float) -> bool:
+    """Whether the state database started less than ``seconds`` ago (which dropped every lock)."""
+    ((restarted,),) = fetch_tuples(
+        conn, "SELECT pg_postmaster_start_time() > now() - make_interval(secs => %s)", (seconds,)
+    )
+    return bool(restarted)
+
+
+def held_keys(conn: psycopg.Connection[Any]) -> set[int]:
+    """The second keys (unsigned) of every liveness lock some session of this database holds."""
+    return {
+        int(objid)
+        for (objid,) in fetch_tuples(
+            conn,
+            "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objsubid = 2"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (LOCK_CLASS,),
+        )
+    }
+
+
+def dead_planners(
+    conn: psycopg.Connection[Any], started: list[uuid.UUID], suspects: set[uuid.UUID], lease_s: float
+) -> list[uuid.UUID]:
+    """Of the exports whose planner job RQ calls started, those whose planner died: its lock
+    free at two checks in a row (``suspects`` carries the first sighting), as for chunks. A
+    planner job takes the lock first thing, well within the second between two checks."""
+    if not started or restarted_within(conn, lease_s):
+        suspects.clear()
+        return []
+    held = held_keys(conn)
+    free = {e for e in started if lock_key(e, PLANNER_PART) & 0xFFFF_FFFF not in held}
+    dead = sorted(free & suspects)
+    suspects.clear()
+    suspects.update(free - set(dead))
     return dead

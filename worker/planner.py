@@ -22,6 +22,7 @@ from redis import Redis
 from shared import exports_repo
 from shared.db import connect_source, connect_state, export_label, state_label
 from shared.lifecycle import fill_window
+from shared.liveness import PLANNER_PART, AttemptLiveness
 from shared.logs import bind_log_context
 from shared.models import Export, ExportStatus, Upload
 from shared.planning import cut_plan, stream_plan, streams
@@ -42,7 +43,23 @@ STAGED_MIN_BYTES = 32 * 1024 * 1024
 
 def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     """Plan a queued export (or go on with a streamed plan left unfinished) and enqueue its
-    first chunks; return what happened."""
+    first chunks; return what happened.
+
+    The planner holds the export's planner liveness lock (:mod:`shared.liveness`) throughout:
+    one planner at a time, and if its process dies the reconciler sees the lock free and runs
+    the planner again within seconds.
+    """
+    liveness = AttemptLiveness(settings, export_id, PLANNER_PART)
+    try:
+        liveness.session()  # raises when the state database cannot be reached: RQ retries the job
+        if not liveness.held:
+            return "skipped: another planner is planning this export"
+        return _plan(settings, redis, export_id)
+    finally:
+        liveness.close()
+
+
+def _plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     label = state_label("plan", export_id)
     with connect_state(settings, label) as state:
         export = exports_repo.get_export(state, export_id)
@@ -127,7 +144,7 @@ def _stream(
         if last_part == 0 or lo is not None:  # an empty plan's one chunk has no upper key: nothing follows it
             for chunks in stream_plan(source, spec.source, spec, min_bytes, high_water, lo, last_part + 1):
                 if not exports_repo.add_chunks(state, export_id, chunks):
-                    return "stopped: the export ended while planning"
+                    return "stopped: the export ended, or another planner went on with its plan"
                 fill_window(state, redis, settings, export_id)
         ready = exports_repo.finish_plan(state, export_id)
         total = exports_repo.get_export(state, export_id)

@@ -29,6 +29,7 @@ import socket
 import time
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,9 +42,9 @@ from shared import chunks_repo, datasets, exports_repo, metrics, webhooks
 from shared import queue as q
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit, fill_window
-from shared.liveness import expire_dead_attempts
+from shared.liveness import dead_planners, expire_dead_attempts
 from shared.logs import configure_logging, log_context
-from shared.models import Chunk, ChunkStatus, ExportStatus
+from shared.models import Chunk, ChunkStatus, Export, ExportStatus
 from shared.settings import Settings, load_settings
 from shared.storage import export_id_of_key, s3_client, staged_root
 from worker.assembly import delete_staged
@@ -147,14 +148,37 @@ def _recover(conn: Conn, redis: Redis, settings: Settings, chunk: Chunk, state: 
     return 1
 
 
+def _needs_planner(export: Export) -> bool:
+    """Admitted and not planned yet, or running with its streamed plan unfinished."""
+    admitted = export.status == ExportStatus.QUEUED and export.admitted_at is not None
+    return admitted or (export.status == ExportStatus.RUNNING and export.parts_total is None)
+
+
+def recover_dead_planners(conn: Conn, redis: Redis, settings: Settings, suspects: set[uuid.UUID]) -> int:
+    """Run again at once the planner of every export whose planner job RQ still calls started
+    but whose process died (its liveness lock free, :func:`shared.liveness.dead_planners`);
+    RQ itself gives such a job up only minutes later. Return how many."""
+    started = [
+        e.id
+        for e in exports_repo.unfinished_exports(conn)
+        if _needs_planner(e) and job_state(redis, q.plan_job_id(e.id)) == "started"
+    ]
+    dead = dead_planners(conn, started, suspects, settings.lease_s)
+    for export_id in dead:
+        _replace_job(redis, q.plan_job_id(export_id))
+        q.enqueue_plan(redis, settings, export_id)
+        metrics.count(redis, settings, "spillway_recoveries", cause="planner_died")
+        with log_context(export=export_id):
+            log.warning("the process running this export's planner died (its liveness lock is free); enqueued again")
+    return len(dead)
+
+
 def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings) -> int:
     """Re-enqueue lost planners and finalizers; refill windows; admit waiting exports."""
     count = 0
     unfinished = exports_repo.unfinished_exports(conn)
     for export in unfinished:
-        admitted = export.status == ExportStatus.QUEUED and export.admitted_at is not None
-        planning = export.status == ExportStatus.RUNNING and export.parts_total is None  # a streamed plan
-        if not (admitted or planning):
+        if not _needs_planner(export):
             continue
         job_id = q.plan_job_id(export.id)
         if job_state(redis, job_id) not in LIVE:
@@ -291,20 +315,28 @@ def reconcile(
         }
 
 
-def recover_dead_attempts(
-    settings: Settings, redis: Redis, suspects: set[tuple[Any, int, int]], missing: MissingJobs
-) -> int:
-    """The quick step, every ``SPILLWAY_LIVENESS_INTERVAL_S``: re-run at once the chunks whose
-    process died (their liveness lock free at two checks in a row, :mod:`shared.liveness`), and
-    the pending chunks whose job has been missing from Redis for :data:`LOST_JOB_GRACE_S` (a
-    process killed between marking a chunk enqueued and enqueuing it); return how many.
-    ``suspects`` and ``missing`` carry the first sightings between calls."""
+@dataclass
+class Sightings:
+    """What the quick step saw at its last call, for the next one to confirm."""
+
+    attempts: set[tuple[Any, int, int]] = field(default_factory=set)  # chunks seen without a live process once
+    planners: set[uuid.UUID] = field(default_factory=set)  # planners seen without a live process once
+    missing: MissingJobs = field(default_factory=dict)  # pending chunks whose job was not in Redis, since when
+
+
+def recover_dead_attempts(settings: Settings, redis: Redis, seen: Sightings) -> int:
+    """The quick step, every ``SPILLWAY_LIVENESS_INTERVAL_S``: re-run at once the chunks and
+    planners whose process died (their liveness lock free at two checks in a row,
+    :mod:`shared.liveness`), and the pending chunks whose job has been missing from Redis for
+    :data:`LOST_JOB_GRACE_S` (a process killed between marking a chunk enqueued and enqueuing
+    it); return how many."""
     with connect_state(settings, state_label("reconciler")) as conn:
-        dead = expire_dead_attempts(conn, suspects, settings.lease_s)
+        dead = expire_dead_attempts(conn, seen.attempts, settings.lease_s)
         for export_id, part_number in dead:
             with log_context(export=export_id, part=part_number):
                 log.warning("the process running this chunk died (its liveness lock is free)")
-        return recover_chunks(conn, redis, settings, died=dead, missing=missing)
+        planners = recover_dead_planners(conn, redis, settings, seen.planners)
+        return planners + recover_chunks(conn, redis, settings, died=dead, missing=seen.missing)
 
 
 def hold_lock(redis: Redis, key: str, holder: str, ttl_ms: int) -> bool:
@@ -331,28 +363,27 @@ def main(argv: list[str] | None = None) -> None:
     me = identity()
     lock = f"{settings.queue_prefix}:reconciler"
     interval = settings.reconcile_interval_s
-    suspects: set[tuple[Any, int, int]] = set()  # chunks seen without a live process once
-    missing: MissingJobs = {}  # pending chunks whose job was not in Redis, since when
+    seen = Sightings()
+    checked = time.monotonic()  # the last quick step: kept across passes, however short the interval
     while not stopping["now"]:
         started = time.monotonic()
         try:
             # One reconciler at a time does the work; another takes over when this one stops.
             if hold_lock(redis, lock, me, int(interval * 1000 * LOCK_TTL_INTERVALS)):
-                done = reconcile(settings, redis, me, None if args.once else missing)
+                done = reconcile(settings, redis, me, None if args.once else seen.missing)
                 if any(done.values()):
                     log.info("reconciled: %s", done)
         except Exception:  # Redis, Postgres or S3 away: log and try again next interval
             log.exception("reconcile pass failed")
         if args.once:
             break
-        checked = time.monotonic()
         while not stopping["now"] and time.monotonic() - started < interval:
             time.sleep(0.1)
             if time.monotonic() - checked >= settings.liveness_interval_s:
                 checked = time.monotonic()
                 try:
                     if redis.get(lock) == me.encode():  # the lock holder does the quick step too
-                        recover_dead_attempts(settings, redis, suspects, missing)
+                        recover_dead_attempts(settings, redis, seen)
                 except Exception:
                     log.exception("liveness check failed")
 

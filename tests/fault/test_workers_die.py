@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import UTC
 
 import psycopg
 import pytest
 from redis import Redis
+from rq import Worker
+from rq.job import Job
 
-from shared.queue import chunk_job_id
+from shared.queue import chunk_job_id, plan_job_id
 from tests.support.api import download
 from tests.support.jobs import job_result
 from tests.support.processes import children, signal_groups, signal_tree
@@ -79,6 +82,47 @@ def test_sigkill_one_of_three_workers_at_half_way(scenario, reference, capsys):
             f"{recovery:.1f}s (lease {scenario.settings.lease_s}s, liveness checked every "
             f"{scenario.settings.liveness_interval_s}s); export took {time.time() - started:.1f}s in all"
         )
+    assert recovery <= 5.0
+    scenario.assert_no_orphan_uploads()
+
+
+def planner_worker(scenario, export_id: str):
+    """The worker process whose horse runs the export's planner, or None."""
+    redis = Redis.from_url(scenario.settings.redis_url)
+    pids = {w.pid for w in Worker.all(connection=redis) if w.get_current_job_id() == plan_job_id(export_id)}
+    return next((p for p in scenario.stack.workers.procs if p.pid in pids and p.poll() is None), None)
+
+
+def test_sigkill_of_the_planner_mid_plan_runs_it_again_within_seconds(scenario, reference, capsys):
+    """A planner killed with its streamed plan unfinished: its liveness lock is free at once, so
+    it runs again within seconds (RQ gives a dead worker's job up only minutes later) and goes
+    on after the last chunk recorded; the file is byte-identical."""
+    scenario.reconfigure(lease_s=30, reconcile_interval_s=5.0, liveness_interval_s=1.0)
+    scenario.stack.start(2)
+    export_id = scenario.api.export(FULL)["id"]
+    with psycopg.connect(scenario.settings.state_database_url) as hold:
+
+        def planning() -> bool:
+            status, parts_total = hold.execute(
+                "SELECT status, parts_total FROM exports WHERE id = %s", (export_id,)
+            ).fetchone()
+            hold.rollback()
+            return status == "running" and parts_total is None
+
+        wait_for(planning, timeout=120, interval=0.002, what="the streamed plan to start")
+        # Holding the export's row stops the planner at its next batch of chunks (or its finish).
+        hold.execute("SELECT 1 FROM exports WHERE id = %s FOR UPDATE", (export_id,))
+        proc = wait_for(lambda: planner_worker(scenario, export_id), timeout=30, what="the planner's worker")
+        killed_at = time.time()
+        signal_tree(proc.pid, signal.SIGKILL)  # the worker and its horse
+        proc.wait(timeout=10)
+    done = scenario.api.wait(export_id, timeout=300)
+    assert done["status"] == "completed"
+    assert digest(download(done["download"]["url"])) == digest(reference["full"])
+    again = Job.fetch(plan_job_id(export_id), connection=Redis.from_url(scenario.settings.redis_url))
+    recovery = again.started_at.replace(tzinfo=UTC).timestamp() - killed_at
+    with capsys.disabled():
+        print(f"\nSIGKILL of the planner mid-plan: the planner ran again after {recovery:.1f}s, and went on")
     assert recovery <= 5.0
     scenario.assert_no_orphan_uploads()
 

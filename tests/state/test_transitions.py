@@ -155,10 +155,25 @@ def test_the_last_part_recorded_after_the_plan_finished_finalizes(state_conn):
     assert exports_repo.start_streamed_export(state_conn, export_id, "30", Upload("k", "u"))
     chunks = [PlannedChunk(1, None, "10", 10, 100), PlannedChunk(2, "10", "30", 20, 200)]
     assert exports_repo.add_chunks(state_conn, export_id, chunks)
-    assert exports_repo.add_chunks(state_conn, export_id, chunks[1:])  # cut again by a resumed planner: kept
+    assert not exports_repo.add_chunks(state_conn, export_id, chunks[1:])  # recorded already: refused
     assert _record(state_conn, export_id, 1) == (True, False)
     assert not exports_repo.finish_plan(state_conn, export_id)  # part 2 still to come
     assert _record(state_conn, export_id, 2) == (True, True)
+
+
+def test_only_chunks_that_go_on_from_the_last_recorded_one_are_added(state_conn):
+    """Two planners of one export (one taken for dead that was not): whichever records a part
+    number first wins, and the other's chunks, which would leave a gap or an overlap, are refused."""
+    export_id = make_export(state_conn, admitted=True)
+    assert exports_repo.start_streamed_export(state_conn, export_id, "90", Upload("k", "u"))
+    assert not exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(2, "10", "30", 20, 200)])  # no part 1
+    assert not exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(1, "5", "10", 5, 50)])  # not from the start
+    assert exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(1, None, "10", 10, 100)])
+    assert not exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(1, None, "12", 12, 120)])  # taken
+    assert not exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(2, "12", "30", 18, 180)])  # overlap
+    assert not exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(2, "11", "30", 19, 190)])  # gap
+    assert exports_repo.add_chunks(state_conn, export_id, [PlannedChunk(2, "10", "30", 20, 200)])
+    assert exports_repo.planned_so_far(state_conn, export_id) == (2, "30")
 
 
 def test_a_streamed_plan_stops_when_its_export_ends(state_conn):
