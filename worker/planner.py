@@ -20,7 +20,7 @@ import psycopg
 from redis import Redis
 
 from shared import exports_repo
-from shared.db import connect_source, connect_state, export_label, state_label
+from shared.db import connect_source, export_label
 from shared.lifecycle import fill_window
 from shared.liveness import PLANNER_PART, AttemptLiveness
 from shared.logs import bind_log_context
@@ -47,22 +47,20 @@ def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
 
     The planner holds the export's planner liveness lock (:mod:`shared.liveness`) throughout:
     one planner at a time, and if its process dies the reconciler sees the lock free and runs
-    the planner again within seconds.
+    the planner again within seconds. The lock's session is the planner's state connection too.
     """
     liveness = AttemptLiveness(settings, export_id, PLANNER_PART)
     try:
         liveness.session()  # raises when the state database cannot be reached: RQ retries the job
         if not liveness.held:
             return "skipped: another planner is planning this export"
-        return _plan(settings, redis, export_id)
+        return _plan(settings, redis, export_id, liveness)
     finally:
         liveness.close()
 
 
-def _plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
-    label = state_label("plan", export_id)
-    with connect_state(settings, label) as state:
-        export = exports_repo.get_export(state, export_id)
+def _plan(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: AttemptLiveness) -> str:
+    export = exports_repo.get_export(liveness.session(), export_id)
     if export is not None:
         bind_log_context(owner=export.owner)
     unfinished = export is not None and export.status == ExportStatus.RUNNING and export.parts_total is None
@@ -73,7 +71,7 @@ def _plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     min_bytes = max(settings.part_min_bytes, STAGED_MIN_BYTES) if output.staged else settings.part_min_bytes
     with connect_source(settings, export_label(export_id, "plan")) as source:
         if unfinished or (not output.staged and output.format != "xlsx" and streams(source, spec.source, min_bytes)):
-            return _stream(settings, redis, export, spec, source, min_bytes)
+            return _stream(settings, redis, export, spec, source, min_bytes, liveness)
         export_plan = cut_plan(
             source,
             spec.source,
@@ -86,10 +84,10 @@ def _plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
         raise SpecError(xlsx_too_many_rows(export_plan.total_rows, settings.xlsx_max_rows), "format")
 
     upload = _create_upload(settings, export_id, spec)
-    with connect_state(settings, label) as state:
-        started = exports_repo.start_export(state, export_id, export_plan, upload)
-        if started:
-            fill_window(state, redis, settings, export_id)
+    state = liveness.session()
+    started = exports_repo.start_export(state, export_id, export_plan, upload)
+    if started:
+        fill_window(state, redis, settings, export_id)
     if not started:
         abort_upload(settings, upload.key, upload.upload_id)
         return "skipped: export left the queued state while planning"
@@ -126,28 +124,31 @@ def _stream(
     spec: ExportSpec,
     source: psycopg.Connection[Any],
     min_bytes: int,
+    liveness: AttemptLiveness,
 ) -> str:
     """Start the export (unless resuming) and record, then enqueue, its chunks batch by batch."""
     export_id = export.id
-    with connect_state(settings, state_label("plan", export_id)) as state:
-        if export.status == ExportStatus.QUEUED:
-            high_water = fetch_tuples(source, key_bounds(spec.source))[0][1]
-            upload = _create_upload(settings, export_id, spec)
-            if not exports_repo.start_streamed_export(state, export_id, high_water, upload):
-                abort_upload(settings, upload.key, upload.upload_id)
-                return "skipped: export left the queued state while planning"
-            last_part, lo = 0, None
-        else:
-            high_water = export.key_high_water
-            last_part, lo = exports_repo.planned_so_far(state, export_id)
-            log.info("going on with an unfinished plan after chunk %d", last_part)
-        if last_part == 0 or lo is not None:  # an empty plan's one chunk has no upper key: nothing follows it
-            for chunks in stream_plan(source, spec.source, spec, min_bytes, high_water, lo, last_part + 1):
-                if not exports_repo.add_chunks(state, export_id, chunks):
-                    return "stopped: the export ended, or another planner went on with its plan"
-                fill_window(state, redis, settings, export_id)
-        ready = exports_repo.finish_plan(state, export_id)
-        total = exports_repo.get_export(state, export_id)
+    state = liveness.session()
+    if export.status == ExportStatus.QUEUED:
+        high_water = fetch_tuples(source, key_bounds(spec.source))[0][1]
+        upload = _create_upload(settings, export_id, spec)
+        if not exports_repo.start_streamed_export(state, export_id, high_water, upload):
+            abort_upload(settings, upload.key, upload.upload_id)
+            return "skipped: export left the queued state while planning"
+        last_part, lo = 0, None
+    else:
+        high_water = export.key_high_water
+        last_part, lo = exports_repo.planned_so_far(state, export_id)
+        log.info("going on with an unfinished plan after chunk %d", last_part)
+    if last_part == 0 or lo is not None:  # an empty plan's one chunk has no upper key: nothing follows it
+        for chunks in stream_plan(source, spec.source, spec, min_bytes, high_water, lo, last_part + 1):
+            state = liveness.session()
+            if not exports_repo.add_chunks(state, export_id, chunks):
+                return "stopped: the export ended, or another planner went on with its plan"
+            fill_window(state, redis, settings, export_id)
+    state = liveness.session()
+    ready = exports_repo.finish_plan(state, export_id)
+    total = exports_repo.get_export(state, export_id)
     if ready:
         enqueue_finalize(redis, settings, export_id)
     parts, rows = (total.parts_total, total.total_rows) if total else (None, None)
