@@ -223,12 +223,13 @@ def next_chunks(conn: Conn, export_id: uuid.UUID, window: int) -> list[int]:
                 },
             )
         ]
-        if parts:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "UPDATE export_chunks SET enqueued = true, job_id = %s WHERE export_id = %s AND part_number = %s",
-                    [(chunk_job_id(export_id, p), export_id, p) for p in parts],
-                )
+        if parts:  # one statement: see exports_repo._insert_chunks for why not executemany
+            conn.execute(
+                "UPDATE export_chunks c SET enqueued = true, job_id = j.job_id"
+                " FROM unnest(%s::int[], %s::text[]) AS j(part_number, job_id)"
+                " WHERE c.export_id = %s AND c.part_number = j.part_number",
+                (parts, [chunk_job_id(export_id, p) for p in parts], export_id),
+            )
     return parts
 
 

@@ -55,6 +55,8 @@ def connect_state(settings: Settings, purpose: str) -> psycopg.Connection[dict[s
         application_name=purpose[:_LABEL_MAX],
         # A paused (SIGSTOPped, swapped-out) process must not hold rows that a cancel waits for:
         # its open transaction is ended after this. No state transaction waits on anything else.
+        # Only after a Sync, though: so no state write is a pipeline (executemany), whose
+        # statements hold their locks until its Sync (tests/state/conftest.py refuses them).
         options=f"-c TimeZone=UTC -c idle_in_transaction_session_timeout={STATE_IDLE_IN_TRANSACTION_MS}",
         row_factory=dict_row,
         connect_timeout=5,

@@ -222,13 +222,26 @@ def _start(conn: Conn, export_id: uuid.UUID, plan: Plan | None, high_water: str 
 
 
 def _insert_chunks(conn: Conn, export_id: uuid.UUID, chunks: Sequence[Chunk]) -> None:
-    """Insert pending chunks; one already there (a resumed plan cuts it again) is kept."""
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO export_chunks (export_id, part_number, key_lo, key_hi, planned_rows, status, layout)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (export_id, part_number) DO NOTHING",
-            [(export_id, c.part_number, c.lo, c.hi, c.rows, ChunkStatus.PENDING, _layout(c)) for c in chunks],
-        )
+    """Insert pending chunks; one already there (a resumed plan cuts it again) is kept.
+
+    One statement over arrays, not ``executemany``: psycopg sends that as a pipeline, and a
+    process paused between its statements and its Sync would hold the rows it wrote, and the
+    export's row, past ``idle_in_transaction_session_timeout`` (shared/db.py)."""
+    conn.execute(
+        "INSERT INTO export_chunks (export_id, part_number, key_lo, key_hi, planned_rows, status, layout)"
+        " SELECT %s, c.part, c.lo, c.hi, c.planned, %s, c.layout"
+        " FROM unnest(%s::int[], %s::text[], %s::text[], %s::bigint[], %s::jsonb[]) AS c(part, lo, hi, planned, layout)"
+        " ON CONFLICT (export_id, part_number) DO NOTHING",
+        (
+            export_id,
+            ChunkStatus.PENDING,
+            [c.part_number for c in chunks],
+            [c.lo for c in chunks],
+            [c.hi for c in chunks],
+            [c.rows for c in chunks],
+            [_layout(c) for c in chunks],
+        ),
+    )
 
 
 def _layout(chunk: Chunk) -> Jsonb | None:
