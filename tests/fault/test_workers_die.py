@@ -46,17 +46,28 @@ def early_in_its_read(scenario, export_id: str):
 
 
 def held_at_half_way(scenario, export_id: str):
-    """Wait until the export is half done with one of its chunks early in its read: (worker
-    proc, chunk). Early, so the chunk cannot end between this look and the signal."""
-    return wait_for(
-        lambda: (
-            (scenario.api.status(export_id)["progress"]["percent"] or 0) >= 50
-            and early_in_its_read(scenario, export_id)
-        ),
-        timeout=120,
-        interval=0.01,
-        what="half way, a chunk early in its read",
-    )
+    """Wait until the export is half done, then stop (SIGSTOP) a worker and its horse that hold
+    one of its running chunks: (worker proc, chunk). Stopped, so that the chunk cannot end
+    between this look and the signal the test sends next; the test ends the stop.
+
+    (Looking for a chunk early in its COPY instead raced the chunks: PostgreSQL sends an
+    8 MiB chunk's first third in a few tens of milliseconds, about one look's time.)"""
+
+    def stopped_holding():
+        if (scenario.api.status(export_id)["progress"]["percent"] or 0) < 50:
+            return None
+        found = held_chunk(scenario, export_id)
+        if found is None:
+            return None
+        proc, chunk = found
+        signal_tree(proc.pid, signal.SIGSTOP)
+        now = chunk_row(scenario.settings, export_id, chunk["part_number"])
+        if (now["status"], now["attempt"], now["lease_owner"]) == ("running", chunk["attempt"], chunk["lease_owner"]):
+            return found
+        signal_tree(proc.pid, signal.SIGCONT)  # it ended its chunk just before the stop: look again
+        return None
+
+    return wait_for(stopped_holding, timeout=120, interval=0.01, what="half way, a chunk's holder stopped")
 
 
 def test_sigkill_one_of_three_workers_at_half_way(scenario, reference, capsys):
