@@ -28,10 +28,10 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from redis import Redis
@@ -52,6 +52,7 @@ from worker.scheduling import enqueue_due_jobs, is_stranded
 from worker.uploads import abort_upload
 
 log = logging.getLogger("spillway.reconciler")
+T = TypeVar("T")
 
 # A scheduled job counts as waiting, also once due: the pass has just moved it unless a live RQ
 # scheduler serves its queue (which moves it within a second); calling it lost would run it twice.
@@ -288,13 +289,18 @@ def identity() -> str:
 
 
 def reconcile(
-    settings: Settings, redis: Redis, holder: str | None = None, missing: MissingJobs | None = None
+    settings: Settings,
+    redis: Redis,
+    holder: str | None = None,
+    missing: MissingJobs | None = None,
+    session: StateSession | None = None,
 ) -> dict[str, int]:
     """One pass of every step; return what each did.
 
     Args:
         holder: the name this pass takes RQ's scheduler locks under (default :func:`identity`).
         missing: jobs seen missing by earlier passes (see :func:`recover_chunks`).
+        session: the state connection to run on (default: one of its own, for this pass).
     """
     # Redis only, and first: due retries move even while Postgres is away, and the steps below
     # see them queued.
@@ -303,7 +309,8 @@ def reconcile(
     except Exception:  # noqa: BLE001 - never let the scheduler step keep chunks from being recovered
         log.exception("moving due jobs failed; the other steps run anyway")
         scheduled = 0
-    with connect_state(settings, state_label("reconciler")) as conn:
+
+    def steps(conn: psycopg.Connection[Any]) -> dict[str, int]:
         return {
             "scheduled": scheduled,
             "chunks": recover_chunks(conn, redis, settings, missing=missing),
@@ -313,6 +320,53 @@ def reconcile(
             "orphan_uploads": abort_orphan_uploads(conn, settings),
             "orphan_staged": delete_orphan_staged(conn, settings),
         }
+
+    if session is not None:
+        return session.run(steps)
+    with StateSession(settings) as own:
+        return own.run(steps)
+
+
+class StateSession:
+    """The reconciler's state connection, kept from pass to pass and opened again when it breaks.
+
+    A connection per pass and per quick step made PostgreSQL start a backend more than once a
+    second, idle or not (each about 3 ms of its CPU). A step that finds the connection broken
+    (PostgreSQL restarted, the backend terminated) runs once more on a new one at once, so a
+    restart costs no pass; every step can run again (they are the reconciler's idempotent
+    passes). After any other database error the session is closed too, so nothing a failed
+    step left (a prepared statement of a schema a migration changed) outlives it.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def run(self, step: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``step(conn)`` on the open connection, or on a new one if it broke under the first try."""
+        for fresh in (False, True):
+            if self._conn is None or self._conn.closed:
+                self._conn, fresh = connect_state(self._settings, state_label("reconciler")), True
+            try:
+                return step(self._conn)
+            except psycopg.Error as exc:
+                broken = isinstance(exc, psycopg.OperationalError) and self._conn.broken
+                self.close()  # after any database error the next step starts on a new session
+                if fresh or not broken:
+                    raise
+        raise AssertionError("unreachable: the second try runs on a fresh connection")
+
+    def close(self) -> None:
+        """Close the connection, if one is open."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> StateSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass
@@ -324,19 +378,22 @@ class Sightings:
     missing: MissingJobs = field(default_factory=dict)  # pending chunks whose job was not in Redis, since when
 
 
-def recover_dead_attempts(settings: Settings, redis: Redis, seen: Sightings) -> int:
+def recover_dead_attempts(settings: Settings, redis: Redis, seen: Sightings, session: StateSession) -> int:
     """The quick step, every ``SPILLWAY_LIVENESS_INTERVAL_S``: re-run at once the chunks and
     planners whose process died (their liveness lock free at two checks in a row,
     :mod:`shared.liveness`), and the pending chunks whose job has been missing from Redis for
     :data:`LOST_JOB_GRACE_S` (a process killed between marking a chunk enqueued and enqueuing
     it); return how many."""
-    with connect_state(settings, state_label("reconciler")) as conn:
+
+    def step(conn: psycopg.Connection[Any]) -> int:
         dead = expire_dead_attempts(conn, seen.attempts, settings.lease_s)
         for export_id, part_number in dead:
             with log_context(export=export_id, part=part_number):
                 log.warning("the process running this chunk died (its liveness lock is free)")
         planners = recover_dead_planners(conn, redis, settings, seen.planners)
         return planners + recover_chunks(conn, redis, settings, died=dead, missing=seen.missing)
+
+    return session.run(step)
 
 
 def hold_lock(redis: Redis, key: str, holder: str, ttl_ms: int) -> bool:
@@ -364,13 +421,14 @@ def main(argv: list[str] | None = None) -> None:
     lock = f"{settings.queue_prefix}:reconciler"
     interval = settings.reconcile_interval_s
     seen = Sightings()
+    session = StateSession(settings)
     checked = time.monotonic()  # the last quick step: kept across passes, however short the interval
     while not stopping["now"]:
         started = time.monotonic()
         try:
             # One reconciler at a time does the work; another takes over when this one stops.
             if hold_lock(redis, lock, me, int(interval * 1000 * LOCK_TTL_INTERVALS)):
-                done = reconcile(settings, redis, me, None if args.once else seen.missing)
+                done = reconcile(settings, redis, me, None if args.once else seen.missing, session)
                 if any(done.values()):
                     log.info("reconciled: %s", done)
         except Exception:  # Redis, Postgres or S3 away: log and try again next interval
@@ -383,9 +441,10 @@ def main(argv: list[str] | None = None) -> None:
                 checked = time.monotonic()
                 try:
                     if redis.get(lock) == me.encode():  # the lock holder does the quick step too
-                        recover_dead_attempts(settings, redis, seen)
+                        recover_dead_attempts(settings, redis, seen, session)
                 except Exception:
                     log.exception("liveness check failed")
+    session.close()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
+import pytest
 from rq.job import Job
 
 from shared import exports_repo
@@ -11,6 +13,7 @@ from shared.lifecycle import end_export
 from shared.models import ExportStatus
 from shared.queue import cancel_key, chunk_job_id, cleanup_job_id, enqueue_chunks, finalize_job_id, plan_job_id
 from tests.support.factories import from_now, make_chunks, make_export, make_running_export
+from tests.support.waiting import wait_for
 from worker import reconciler
 
 
@@ -137,3 +140,42 @@ def test_the_reconciler_lock_is_taken_and_extended_only_by_its_holder(redis):
     assert not reconciler.hold_lock(redis, key, "a", 10_000)  # a cannot extend b's lock
     assert redis.get(key) == b"b"
     redis.delete(key)
+
+
+def _backend_pid(conn) -> int:
+    return conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+
+
+def test_the_reconciler_keeps_its_state_session_and_replaces_it_at_once_when_it_breaks(settings):
+    """One backend from pass to pass, not one a pass (PostgreSQL started one a second before);
+    a session broken under a step (a restart, a terminated backend) costs no pass."""
+    with reconciler.StateSession(settings) as session:
+        first = session.run(_backend_pid)
+        assert session.run(_backend_pid) == first
+        with psycopg.connect(settings.state_database_url, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (first,)).fetchone()[0]
+            wait_for(
+                lambda: not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (first,)).fetchone(),
+                what="the terminated backend to go",
+            )
+        second = session.run(_backend_pid)  # the first try fails on the dead session; the step runs again
+        assert second != first
+        assert session.run(_backend_pid) == second
+
+
+def test_an_error_that_leaves_the_session_whole_is_not_run_again(settings):
+    runs = []
+
+    def times_out(conn) -> None:
+        runs.append(_backend_pid(conn))
+        conn.execute("SET statement_timeout = '10ms'")
+        try:
+            conn.execute("SELECT pg_sleep(1)")
+        finally:
+            conn.execute("RESET statement_timeout")
+
+    with reconciler.StateSession(settings) as session:
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            session.run(times_out)
+        assert len(runs) == 1
+        assert session.run(_backend_pid) != runs[0]  # closed after the error all the same: a clean start
