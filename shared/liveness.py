@@ -135,17 +135,22 @@ def held_keys(conn: psycopg.Connection[Any]) -> set[int]:
     }
 
 
-def dead_planners(
-    conn: psycopg.Connection[Any], started: list[uuid.UUID], suspects: set[uuid.UUID], lease_s: float
-) -> list[uuid.UUID]:
-    """Of the exports whose planner job RQ calls started, those whose planner died: its lock
-    free at two checks in a row (``suspects`` carries the first sighting), as for chunks. A
-    planner job takes the lock first thing, well within the second between two checks."""
+def dead_holders(
+    conn: psycopg.Connection[Any],
+    started: list[tuple[uuid.UUID, int]],
+    suspects: set[tuple[uuid.UUID, int]],
+    lease_s: float,
+) -> list[tuple[uuid.UUID, int]]:
+    """Of the ``(export, part)`` whose job RQ calls started but that no attempt has claimed (a
+    planner, part :data:`PLANNER_PART`; a pending chunk), those whose process died: the lock
+    of that part free at two checks in a row (``suspects`` carries the first sighting), as for
+    running chunks. Such a job takes the lock first thing, well within the second between
+    two checks; RQ itself gives the job of a dead worker up only minutes later."""
     if not started or restarted_within(conn, lease_s):
         suspects.clear()
         return []
     held = held_keys(conn)
-    free = {e for e in started if lock_key(e, PLANNER_PART) & 0xFFFF_FFFF not in held}
+    free = {(e, p) for e, p in started if lock_key(e, p) & 0xFFFF_FFFF not in held}
     dead = sorted(free & suspects)
     suspects.clear()
     suspects.update(free - set(dead))

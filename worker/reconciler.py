@@ -42,7 +42,7 @@ from shared import chunks_repo, datasets, exports_repo, metrics, webhooks
 from shared import queue as q
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit, fill_window
-from shared.liveness import dead_planners, expire_dead_attempts
+from shared.liveness import PLANNER_PART, dead_holders, expire_dead_attempts
 from shared.logs import configure_logging, log_context
 from shared.models import Chunk, ChunkStatus, Export, ExportStatus
 from shared.settings import Settings, load_settings
@@ -102,6 +102,8 @@ def recover_chunks(
     settings: Settings,
     died: Collection[tuple[uuid.UUID, int]] = (),
     missing: MissingJobs | None = None,
+    unclaimed: set[tuple[uuid.UUID, int]] | None = None,
+    lease_s: float = 0,
 ) -> int:
     """Replace the jobs of chunks with an expired lease, or waiting on a job Redis lost
     (``died``: the chunks whose lease was ended because their process died, for the metrics).
@@ -110,20 +112,32 @@ def recover_chunks(
     job found missing may be on its way. With ``missing`` (the first sighting of each missing
     job, carried from one call to the next) it counts as lost only once it has been missing for
     :data:`LOST_JOB_GRACE_S`; without it, at once (a one-off pass).
+
+    With ``unclaimed`` (the quick step's sightings), a pending chunk whose job RQ calls started
+    is replaced too when the process that took the job died before claiming the chunk: its
+    liveness lock free at two checks in a row (:func:`shared.liveness.dead_holders`). RQ keeps
+    such a job started until it gives the dead worker up, minutes later.
     """
     recovered, now, seen = 0, time.monotonic(), set()
-    for chunk in chunks_repo.recoverable_chunks(conn):
-        state = job_state(redis, chunk.job_id)
-        if chunk.status == ChunkStatus.PENDING and state in LIVE:
+    chunks = chunks_repo.recoverable_chunks(conn)
+    states = {(c.export_id, c.part_number): job_state(redis, c.job_id) for c in chunks}
+    dead: set[tuple[uuid.UUID, int]] = set()
+    if unclaimed is not None:
+        pending = [(c.export_id, c.part_number) for c in chunks if c.status == ChunkStatus.PENDING]
+        dead = set(dead_holders(conn, [p for p in pending if states[p] == "started"], unclaimed, lease_s))
+    for chunk in chunks:
+        part = (chunk.export_id, chunk.part_number)
+        state = states[part]
+        if chunk.status == ChunkStatus.PENDING and state in LIVE and part not in dead:
             continue  # waiting for a worker, or just starting
         if chunk.status == ChunkStatus.RUNNING and state in WAITING:
             continue  # a replacement is already waiting for a worker
         if chunk.status == ChunkStatus.PENDING and state is None and missing is not None:
-            key = (chunk.export_id, chunk.part_number, chunk.job_id)
-            seen.add(key)
-            if now - missing.setdefault(key, now) < LOST_JOB_GRACE_S:
+            sighting = (chunk.export_id, chunk.part_number, chunk.job_id)
+            seen.add(sighting)
+            if now - missing.setdefault(sighting, now) < LOST_JOB_GRACE_S:
                 continue  # first seen just now: it may be on its way
-        recovered += _recover(conn, redis, settings, chunk, state, (chunk.export_id, chunk.part_number) in died)
+        recovered += _recover(conn, redis, settings, chunk, state, part in died or part in dead)
     if missing is not None:
         for key in set(missing) - seen:
             del missing[key]  # arrived, or replaced
@@ -136,12 +150,12 @@ def _recover(conn: Conn, redis: Redis, settings: Settings, chunk: Chunk, state: 
         return 0
     q.enqueue_chunks(redis, settings, chunk.export_id, [chunk.part_number], recovery)
     running = chunk.status == ChunkStatus.RUNNING
-    cause = ("process_died" if died else "lease_expired") if running else "job_lost"
+    cause = "process_died" if died else "lease_expired" if running else "job_lost"
     metrics.count(redis, settings, "spillway_recoveries", cause=cause)
     with log_context(export=chunk.export_id, part=chunk.part_number):
         log.warning(
             "%s (job %s is %s); enqueued recovery %d",
-            "lease expired" if running else "job lost",
+            "lease expired" if running else "its job's process died before claiming it" if died else "job lost",
             chunk.job_id,
             state,
             recovery,
@@ -155,16 +169,16 @@ def _needs_planner(export: Export) -> bool:
     return admitted or (export.status == ExportStatus.RUNNING and export.parts_total is None)
 
 
-def recover_dead_planners(conn: Conn, redis: Redis, settings: Settings, suspects: set[uuid.UUID]) -> int:
+def recover_dead_planners(conn: Conn, redis: Redis, settings: Settings, suspects: set[tuple[uuid.UUID, int]]) -> int:
     """Run again at once the planner of every export whose planner job RQ still calls started
-    but whose process died (its liveness lock free, :func:`shared.liveness.dead_planners`);
+    but whose process died (its liveness lock free, :func:`shared.liveness.dead_holders`);
     RQ itself gives such a job up only minutes later. Return how many."""
     started = [
-        e.id
+        (e.id, PLANNER_PART)
         for e in exports_repo.unfinished_exports(conn)
         if _needs_planner(e) and job_state(redis, q.plan_job_id(e.id)) == "started"
     ]
-    dead = dead_planners(conn, started, suspects, settings.lease_s)
+    dead = [export_id for export_id, _ in dead_holders(conn, started, suspects, settings.lease_s)]
     for export_id in dead:
         _replace_job(redis, q.plan_job_id(export_id))
         q.enqueue_plan(redis, settings, export_id)
@@ -374,7 +388,8 @@ class Sightings:
     """What the quick step saw at its last call, for the next one to confirm."""
 
     attempts: set[tuple[Any, int, int]] = field(default_factory=set)  # chunks seen without a live process once
-    planners: set[uuid.UUID] = field(default_factory=set)  # planners seen without a live process once
+    planners: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # planners seen without a live process once
+    unclaimed: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # pending chunks, started job, no process
     missing: MissingJobs = field(default_factory=dict)  # pending chunks whose job was not in Redis, since when
 
 
@@ -391,7 +406,9 @@ def recover_dead_attempts(settings: Settings, redis: Redis, seen: Sightings, ses
             with log_context(export=export_id, part=part_number):
                 log.warning("the process running this chunk died (its liveness lock is free)")
         planners = recover_dead_planners(conn, redis, settings, seen.planners)
-        return planners + recover_chunks(conn, redis, settings, died=dead, missing=seen.missing)
+        return planners + recover_chunks(
+            conn, redis, settings, died=dead, missing=seen.missing, unclaimed=seen.unclaimed, lease_s=settings.lease_s
+        )
 
     return session.run(step)
 

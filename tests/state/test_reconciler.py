@@ -6,10 +6,11 @@ import uuid
 
 import psycopg
 import pytest
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from shared import exports_repo
 from shared.lifecycle import end_export
+from shared.liveness import LOCK_CLASS, lock_key
 from shared.models import ExportStatus
 from shared.queue import cancel_key, chunk_job_id, cleanup_job_id, enqueue_chunks, finalize_job_id, plan_job_id
 from tests.support.factories import from_now, make_chunks, make_export, make_running_export
@@ -179,3 +180,42 @@ def test_an_error_that_leaves_the_session_whole_is_not_run_again(settings):
             session.run(times_out)
         assert len(runs) == 1
         assert session.run(_backend_pid) != runs[0]  # closed after the error all the same: a clean start
+
+
+def _taken_by_a_worker(state_conn, redis, quiet) -> uuid.UUID:
+    """A running export whose pending chunk 1 has a job RQ calls started: a worker took it and
+    has not claimed the chunk yet (or died before it could)."""
+    export_id = make_export(state_conn, status="running", parts_total=1, object_key="k", upload_id="u")
+    make_chunks(state_conn, export_id, 1, enqueued=True, job_id=chunk_job_id(export_id, 1))
+    enqueue_chunks(redis, quiet, export_id, [1])
+    Job.fetch(chunk_job_id(export_id, 1), connection=redis).set_status(JobStatus.STARTED)
+    return export_id
+
+
+def _two_quick_steps(state_conn, redis, quiet) -> None:
+    sightings: set = set()
+    for _ in range(2):
+        reconciler.recover_chunks(state_conn, redis, quiet, missing={}, unclaimed=sightings, lease_s=0)
+
+
+def test_a_pending_chunk_whose_worker_died_before_claiming_it_runs_again_at_once(state_conn, redis, quiet):
+    """Its job stays started in RQ for minutes; the chunk's liveness lock, free at two checks
+    in a row, tells that the process that took the job is gone (seen in a fault test: the
+    worker killed had just taken a chunk's job)."""
+    export_id = _taken_by_a_worker(state_conn, redis, quiet)
+    sightings: set = set()
+    reconciler.recover_chunks(state_conn, redis, quiet, missing={}, unclaimed=sightings, lease_s=0)
+    assert _recoveries(state_conn, export_id, 1) == 0  # one sighting: it may be taking its lock
+    reconciler.recover_chunks(state_conn, redis, quiet, missing={}, unclaimed=sightings, lease_s=0)
+    assert _recoveries(state_conn, export_id, 1) == 1
+    assert _job_exists(redis, chunk_job_id(export_id, 1, 1))
+    reconciler.recover_chunks(state_conn, redis, quiet)  # a full pass leaves a started job alone
+    assert _recoveries(state_conn, export_id, 1) == 1
+
+
+def test_a_pending_chunk_whose_worker_holds_its_lock_is_left_to_it(state_conn, redis, quiet, db):
+    export_id = _taken_by_a_worker(state_conn, redis, quiet)
+    with psycopg.connect(db, autocommit=True) as alive:  # the job's process, alive and about to claim
+        alive.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(export_id, 1)))
+        _two_quick_steps(state_conn, redis, quiet)
+    assert _recoveries(state_conn, export_id, 1) == 0
