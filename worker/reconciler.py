@@ -113,18 +113,23 @@ def recover_chunks(
     job, carried from one call to the next) it counts as lost only once it has been missing for
     :data:`LOST_JOB_GRACE_S`; without it, at once (a one-off pass).
 
-    With ``unclaimed`` (the quick step's sightings), a pending chunk whose job RQ calls started
-    is replaced too when the process that took the job died before claiming the chunk: its
+    With ``unclaimed`` (the quick step's sightings), a pending chunk whose job a worker took
+    (:func:`_taken`) is replaced too when that worker died before claiming the chunk: its
     liveness lock free at two checks in a row (:func:`shared.liveness.dead_holders`). RQ keeps
-    such a job started until it gives the dead worker up, minutes later.
+    such a job started until it gives the dead worker up, minutes later, or, popped from the
+    queue and not yet marked started, queued for ever.
     """
     recovered, now, seen = 0, time.monotonic(), set()
     chunks = chunks_repo.recoverable_chunks(conn)
     states = {(c.export_id, c.part_number): job_state(redis, c.job_id) for c in chunks}
     dead: set[tuple[uuid.UUID, int]] = set()
     if unclaimed is not None:
-        pending = [(c.export_id, c.part_number) for c in chunks if c.status == ChunkStatus.PENDING]
-        dead = set(dead_holders(conn, [p for p in pending if states[p] == "started"], unclaimed, lease_s))
+        taken = [
+            (c.export_id, c.part_number)
+            for c in chunks
+            if c.status == ChunkStatus.PENDING and _taken(redis, settings, c, states[(c.export_id, c.part_number)])
+        ]
+        dead = set(dead_holders(conn, taken, unclaimed, lease_s))
     for chunk in chunks:
         part = (chunk.export_id, chunk.part_number)
         state = states[part]
@@ -144,12 +149,24 @@ def recover_chunks(
     return recovered
 
 
+def _taken(redis: Redis, settings: Settings, chunk: Chunk, state: str | None) -> bool:
+    """Whether a worker took the chunk's job: RQ calls it started, or queued while the queue no
+    longer holds it (popped by a worker that has not marked it started yet, or never will)."""
+    if state == "started":
+        return True
+    return state == "queued" and q.chunk_queue(redis, settings).get_job_position(chunk.job_id or "") is None
+
+
 def _recover(conn: Conn, redis: Redis, settings: Settings, chunk: Chunk, state: str | None, died: bool) -> int:
     recovery = chunks_repo.next_recovery(conn, chunk.export_id, chunk.part_number, chunk.job_id)
     if recovery is None:
         return 0
     q.enqueue_chunks(redis, settings, chunk.export_id, [chunk.part_number], recovery)
     running = chunk.status == ChunkStatus.RUNNING
+    if died and not running and chunk.job_id:
+        # The dead worker's job holds a slot of the global read limit while RQ calls it queued
+        # or started; gone, RQ's maintenance frees the slot.
+        _replace_job(redis, chunk.job_id)
     cause = "process_died" if died else "lease_expired" if running else "job_lost"
     metrics.count(redis, settings, "spillway_recoveries", cause=cause)
     with log_context(export=chunk.export_id, part=chunk.part_number):

@@ -7,12 +7,22 @@ import uuid
 import psycopg
 import pytest
 from rq.job import Job, JobStatus
+from rq.rate_limit import RateLimitRegistry
 
 from shared import exports_repo
 from shared.lifecycle import end_export
 from shared.liveness import LOCK_CLASS, lock_key
 from shared.models import ExportStatus
-from shared.queue import cancel_key, chunk_job_id, cleanup_job_id, enqueue_chunks, finalize_job_id, plan_job_id
+from shared.queue import (
+    cancel_key,
+    chunk_job_id,
+    chunk_queue,
+    cleanup_job_id,
+    enqueue_chunks,
+    finalize_job_id,
+    plan_job_id,
+    reads_limit,
+)
 from tests.support.factories import from_now, make_chunks, make_export, make_running_export
 from tests.support.waiting import wait_for
 from worker import reconciler
@@ -182,13 +192,19 @@ def test_an_error_that_leaves_the_session_whole_is_not_run_again(settings):
         assert session.run(_backend_pid) != runs[0]  # closed after the error all the same: a clean start
 
 
-def _taken_by_a_worker(state_conn, redis, quiet) -> uuid.UUID:
-    """A running export whose pending chunk 1 has a job RQ calls started: a worker took it and
-    has not claimed the chunk yet (or died before it could)."""
+def _taken_by_a_worker(state_conn, redis, quiet, how: str = "started") -> uuid.UUID:
+    """A running export whose pending chunk 1 has a job a worker took and has not claimed the
+    chunk for yet (or died before it could): RQ calls the job started, or (``popped``) the
+    worker popped it from the queue and has not marked it started."""
     export_id = make_export(state_conn, status="running", parts_total=1, object_key="k", upload_id="u")
-    make_chunks(state_conn, export_id, 1, enqueued=True, job_id=chunk_job_id(export_id, 1))
+    job_id = chunk_job_id(export_id, 1)
+    make_chunks(state_conn, export_id, 1, enqueued=True, job_id=job_id)
     enqueue_chunks(redis, quiet, export_id, [1])
-    Job.fetch(chunk_job_id(export_id, 1), connection=redis).set_status(JobStatus.STARTED)
+    assert job_id in RateLimitRegistry(reads_limit(quiet).key, redis).get_allowed_job_ids()  # it holds a slot
+    if how == "started":
+        Job.fetch(job_id, connection=redis).set_status(JobStatus.STARTED)
+    else:
+        assert redis.lrem(chunk_queue(redis, quiet).key, 1, job_id) == 1  # as the worker's BLPOP did
     return export_id
 
 
@@ -198,23 +214,28 @@ def _two_quick_steps(state_conn, redis, quiet) -> None:
         reconciler.recover_chunks(state_conn, redis, quiet, missing={}, unclaimed=sightings, lease_s=0)
 
 
-def test_a_pending_chunk_whose_worker_died_before_claiming_it_runs_again_at_once(state_conn, redis, quiet):
-    """Its job stays started in RQ for minutes; the chunk's liveness lock, free at two checks
-    in a row, tells that the process that took the job is gone (seen in a fault test: the
-    worker killed had just taken a chunk's job)."""
-    export_id = _taken_by_a_worker(state_conn, redis, quiet)
+@pytest.mark.parametrize("how", ["started", "popped"])
+def test_a_pending_chunk_whose_worker_died_before_claiming_it_runs_again_at_once(state_conn, redis, quiet, how):
+    """Its job stays started in RQ for minutes (or queued for ever, when the worker died
+    between popping it and marking it started, as in a fault test that killed a worker just
+    then); the chunk's liveness lock, free at two checks in a row, tells the worker is gone.
+    The dead worker's job is deleted, which frees its slot of the global read limit."""
+    export_id = _taken_by_a_worker(state_conn, redis, quiet, how)
     sightings: set = set()
     reconciler.recover_chunks(state_conn, redis, quiet, missing={}, unclaimed=sightings, lease_s=0)
     assert _recoveries(state_conn, export_id, 1) == 0  # one sighting: it may be taking its lock
     reconciler.recover_chunks(state_conn, redis, quiet, missing={}, unclaimed=sightings, lease_s=0)
     assert _recoveries(state_conn, export_id, 1) == 1
     assert _job_exists(redis, chunk_job_id(export_id, 1, 1))
-    reconciler.recover_chunks(state_conn, redis, quiet)  # a full pass leaves a started job alone
+    assert not _job_exists(redis, chunk_job_id(export_id, 1))
+    assert chunk_job_id(export_id, 1) not in RateLimitRegistry(reads_limit(quiet).key, redis).get_allowed_job_ids()
+    _two_quick_steps(state_conn, redis, quiet)  # the new job waits in the queue: left alone
     assert _recoveries(state_conn, export_id, 1) == 1
 
 
-def test_a_pending_chunk_whose_worker_holds_its_lock_is_left_to_it(state_conn, redis, quiet, db):
-    export_id = _taken_by_a_worker(state_conn, redis, quiet)
+@pytest.mark.parametrize("how", ["started", "popped"])
+def test_a_pending_chunk_whose_worker_holds_its_lock_is_left_to_it(state_conn, redis, quiet, db, how):
+    export_id = _taken_by_a_worker(state_conn, redis, quiet, how)
     with psycopg.connect(db, autocommit=True) as alive:  # the job's process, alive and about to claim
         alive.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(export_id, 1)))
         _two_quick_steps(state_conn, redis, quiet)
