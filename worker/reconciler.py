@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from redis import Redis
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
@@ -124,10 +125,11 @@ def recover_chunks(
     states = {(c.export_id, c.part_number): job_state(redis, c.job_id) for c in chunks}
     dead: set[tuple[uuid.UUID, int]] = set()
     if unclaimed is not None:
+        queue = q.chunk_queue(redis, settings)
         taken = [
             (c.export_id, c.part_number)
             for c in chunks
-            if c.status == ChunkStatus.PENDING and _taken(redis, settings, c, states[(c.export_id, c.part_number)])
+            if c.status == ChunkStatus.PENDING and _taken(queue, c.job_id, states[(c.export_id, c.part_number)])
         ]
         dead = set(dead_holders(conn, taken, unclaimed, lease_s))
     for chunk in chunks:
@@ -149,12 +151,12 @@ def recover_chunks(
     return recovered
 
 
-def _taken(redis: Redis, settings: Settings, chunk: Chunk, state: str | None) -> bool:
-    """Whether a worker took the chunk's job: RQ calls it started, or queued while the queue no
-    longer holds it (popped by a worker that has not marked it started yet, or never will)."""
+def _taken(queue: Queue, job_id: str | None, state: str | None) -> bool:
+    """Whether a worker took the job: RQ calls it started, or queued while its queue no longer
+    holds it (popped by a worker that has not marked it started yet, or never will)."""
     if state == "started":
         return True
-    return state == "queued" and q.chunk_queue(redis, settings).get_job_position(chunk.job_id or "") is None
+    return state == "queued" and queue.get_job_position(job_id or "") is None
 
 
 def _recover(conn: Conn, redis: Redis, settings: Settings, chunk: Chunk, state: str | None, died: bool) -> int:
@@ -187,13 +189,15 @@ def _needs_planner(export: Export) -> bool:
 
 
 def recover_dead_planners(conn: Conn, redis: Redis, settings: Settings, suspects: set[tuple[uuid.UUID, int]]) -> int:
-    """Run again at once the planner of every export whose planner job RQ still calls started
-    but whose process died (its liveness lock free, :func:`shared.liveness.dead_holders`);
-    RQ itself gives such a job up only minutes later. Return how many."""
+    """Run again at once the planner of every export whose planner job a worker took (RQ calls
+    it started, or it was popped and never marked started) but whose process died (its
+    liveness lock free, :func:`shared.liveness.dead_holders`); RQ itself gives a started job
+    up only minutes later, and a popped one never. Return how many."""
+    queue = q.control_queue(redis, settings)
     started = [
         (e.id, PLANNER_PART)
         for e in exports_repo.unfinished_exports(conn)
-        if _needs_planner(e) and job_state(redis, q.plan_job_id(e.id)) == "started"
+        if _needs_planner(e) and _taken(queue, q.plan_job_id(e.id), job_state(redis, q.plan_job_id(e.id)))
     ]
     dead = [export_id for export_id, _ in dead_holders(conn, started, suspects, settings.lease_s)]
     for export_id in dead:

@@ -18,7 +18,9 @@ from shared.queue import (
     chunk_job_id,
     chunk_queue,
     cleanup_job_id,
+    control_queue,
     enqueue_chunks,
+    enqueue_plan,
     finalize_job_id,
     plan_job_id,
     reads_limit,
@@ -201,10 +203,9 @@ def _taken_by_a_worker(state_conn, redis, quiet, how: str = "started") -> uuid.U
     make_chunks(state_conn, export_id, 1, enqueued=True, job_id=job_id)
     enqueue_chunks(redis, quiet, export_id, [1])
     assert job_id in RateLimitRegistry(reads_limit(quiet).key, redis).get_allowed_job_ids()  # it holds a slot
+    assert redis.lrem(chunk_queue(redis, quiet).key, 1, job_id) == 1  # the worker's BLPOP
     if how == "started":
         Job.fetch(job_id, connection=redis).set_status(JobStatus.STARTED)
-    else:
-        assert redis.lrem(chunk_queue(redis, quiet).key, 1, job_id) == 1  # as the worker's BLPOP did
     return export_id
 
 
@@ -240,3 +241,21 @@ def test_a_pending_chunk_whose_worker_holds_its_lock_is_left_to_it(state_conn, r
         alive.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(export_id, 1)))
         _two_quick_steps(state_conn, redis, quiet)
     assert _recoveries(state_conn, export_id, 1) == 0
+
+
+@pytest.mark.parametrize("how", ["started", "popped"])
+def test_a_planner_whose_worker_died_is_enqueued_again_at_the_second_check(state_conn, redis, quiet, how):
+    """A streamed plan unfinished, its job taken by a worker that died (started, or popped and
+    never marked started), its lock free: the planner is enqueued again, to go on."""
+    export_id = make_export(state_conn, status="running", object_key="k", upload_id="u")  # parts_total NULL
+    enqueue_plan(redis, quiet, export_id)
+    queue = control_queue(redis, quiet)
+    assert redis.lrem(queue.key, 1, plan_job_id(export_id)) == 1  # a worker's BLPOP
+    if how == "started":
+        Job.fetch(plan_job_id(export_id), connection=redis).set_status(JobStatus.STARTED)
+    sightings: set = set()
+    assert reconciler.recover_dead_planners(state_conn, redis, quiet, sightings) == 0  # one sighting
+    assert queue.get_job_position(plan_job_id(export_id)) is None
+    assert reconciler.recover_dead_planners(state_conn, redis, quiet, sightings) >= 1
+    assert queue.get_job_position(plan_job_id(export_id)) is not None  # waiting for a worker again
+    assert reconciler.recover_dead_planners(state_conn, redis, quiet, sightings) == 0
