@@ -141,11 +141,12 @@ def dead_holders(
     suspects: set[tuple[uuid.UUID, int]],
     lease_s: float,
 ) -> list[tuple[uuid.UUID, int]]:
-    """Of the ``(export, part)`` whose job RQ calls started but that no attempt has claimed (a
-    planner, part :data:`PLANNER_PART`; a pending chunk), those whose process died: the lock
-    of that part free at two checks in a row (``suspects`` carries the first sighting), as for
-    running chunks. Such a job takes the lock first thing, well within the second between
-    two checks; RQ itself gives the job of a dead worker up only minutes later."""
+    """Of the ``(export, part)`` whose job a worker took (RQ calls it started, or it was popped
+    from its queue) but that no attempt has claimed (a planner, part :data:`PLANNER_PART`; a
+    pending chunk), those whose process died: the lock of that part free at two checks in a
+    row (``suspects`` carries the first sighting), as for running chunks. Such a job takes the
+    lock first thing, well within the second between two checks; RQ itself gives a started
+    job of a dead worker up only minutes later, and a popped one never."""
     if not started or restarted_within(conn, lease_s):
         suspects.clear()
         return []

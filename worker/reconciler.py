@@ -410,7 +410,7 @@ class Sightings:
 
     attempts: set[tuple[Any, int, int]] = field(default_factory=set)  # chunks seen without a live process once
     planners: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # planners seen without a live process once
-    unclaimed: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # pending chunks, started job, no process
+    unclaimed: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # pending chunks whose taken job had no process
     missing: MissingJobs = field(default_factory=dict)  # pending chunks whose job was not in Redis, since when
 
 
