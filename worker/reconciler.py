@@ -209,15 +209,34 @@ def recover_dead_planners(conn: Conn, redis: Redis, settings: Settings, suspects
     return len(dead)
 
 
-def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings) -> int:
-    """Re-enqueue lost planners and finalizers; refill windows; admit waiting exports."""
+def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: set[str] | None = None) -> int:
+    """Re-enqueue lost planners and finalizers; refill windows; admit waiting exports.
+
+    With ``popped`` (the jobs the previous pass saw popped from the control queue and not
+    started, carried from pass to pass), a planner or finalizer job seen so at two passes in a
+    row is lost too: the worker that popped it died before marking it started (a live one does
+    within milliseconds), and RQ would keep it queued, in no queue, for ever.
+    """
     count = 0
+    queue, seen_popped = q.control_queue(redis, settings), set()
+
+    def lost(job_id: str) -> bool:
+        state = job_state(redis, job_id)
+        if state not in LIVE:
+            return True
+        if popped is None or not _taken(queue, job_id, state) or state == "started":
+            return False
+        if job_id in popped:
+            return True
+        seen_popped.add(job_id)
+        return False
+
     unfinished = exports_repo.unfinished_exports(conn)
     for export in unfinished:
         if not _needs_planner(export):
             continue
         job_id = q.plan_job_id(export.id)
-        if job_state(redis, job_id) not in LIVE:
+        if lost(job_id):
             _replace_job(redis, job_id)
             q.enqueue_plan(redis, settings, export.id)
             metrics.count(redis, settings, "spillway_recoveries", cause="planner_lost")
@@ -226,7 +245,7 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings) -> int:
             count += 1
     for export in exports_repo.finalizable_exports(conn):
         job_id = q.finalize_job_id(export.id, export.finalize_attempt + 1)
-        if job_state(redis, job_id) not in LIVE:
+        if lost(job_id):
             _replace_job(redis, job_id)
             q.enqueue_finalize(redis, settings, export.id, export.finalize_attempt + 1)
             metrics.count(redis, settings, "spillway_recoveries", cause="finalizer_lost")
@@ -238,6 +257,9 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings) -> int:
             count += len(fill_window(conn, redis, settings, export.id))
     for owner in sorted({e.owner for e in unfinished if e.status == ExportStatus.QUEUED and e.admitted_at is None}):
         count += len(admit(conn, redis, settings, owner))
+    if popped is not None:
+        popped.clear()
+        popped.update(seen_popped)
     return count
 
 
@@ -329,12 +351,15 @@ def reconcile(
     holder: str | None = None,
     missing: MissingJobs | None = None,
     session: StateSession | None = None,
+    popped: set[str] | None = None,
 ) -> dict[str, int]:
     """One pass of every step; return what each did.
 
     Args:
         holder: the name this pass takes RQ's scheduler locks under (default :func:`identity`).
         missing: jobs seen missing by earlier passes (see :func:`recover_chunks`).
+        popped: control jobs seen popped and not started by the last pass (see
+            :func:`recover_control_jobs`).
         session: the state connection to run on (default: one of its own, for this pass).
     """
     # Redis only, and first: due retries move even while Postgres is away, and the steps below
@@ -349,7 +374,7 @@ def reconcile(
         return {
             "scheduled": scheduled,
             "chunks": recover_chunks(conn, redis, settings, missing=missing),
-            "control": recover_control_jobs(conn, redis, settings),
+            "control": recover_control_jobs(conn, redis, settings, popped),
             "webhooks": dispatch_webhooks(conn, redis, settings),
             "expired": expire_exports(conn, settings),
             "orphan_uploads": abort_orphan_uploads(conn, settings),
@@ -412,6 +437,7 @@ class Sightings:
     planners: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # planners seen without a live process once
     unclaimed: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # pending chunks whose taken job had no process
     missing: MissingJobs = field(default_factory=dict)  # pending chunks whose job was not in Redis, since when
+    popped: set[str] = field(default_factory=set)  # control jobs the last pass saw popped and not started
 
 
 def recover_dead_attempts(settings: Settings, redis: Redis, seen: Sightings, session: StateSession) -> int:
@@ -466,7 +492,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             # One reconciler at a time does the work; another takes over when this one stops.
             if hold_lock(redis, lock, me, int(interval * 1000 * LOCK_TTL_INTERVALS)):
-                done = reconcile(settings, redis, me, None if args.once else seen.missing, session)
+                missing, popped = (None, None) if args.once else (seen.missing, seen.popped)  # --once: nothing carried
+                done = reconcile(settings, redis, me, missing, session, popped)
                 if any(done.values()):
                     log.info("reconciled: %s", done)
         except Exception:  # Redis, Postgres or S3 away: log and try again next interval

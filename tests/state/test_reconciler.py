@@ -20,6 +20,7 @@ from shared.queue import (
     cleanup_job_id,
     control_queue,
     enqueue_chunks,
+    enqueue_finalize,
     enqueue_plan,
     finalize_job_id,
     plan_job_id,
@@ -254,8 +255,34 @@ def test_a_planner_whose_worker_died_is_enqueued_again_at_the_second_check(state
     if how == "started":
         Job.fetch(plan_job_id(export_id), connection=redis).set_status(JobStatus.STARTED)
     sightings: set = set()
-    assert reconciler.recover_dead_planners(state_conn, redis, quiet, sightings) == 0  # one sighting
+    judged = quiet.replace(lease_s=1)  # judged also soon after the server started (that guard: test_liveness.py)
+    assert reconciler.recover_dead_planners(state_conn, redis, judged, sightings) == 0  # one sighting
     assert queue.get_job_position(plan_job_id(export_id)) is None
-    assert reconciler.recover_dead_planners(state_conn, redis, quiet, sightings) >= 1
+    assert reconciler.recover_dead_planners(state_conn, redis, judged, sightings) >= 1
     assert queue.get_job_position(plan_job_id(export_id)) is not None  # waiting for a worker again
-    assert reconciler.recover_dead_planners(state_conn, redis, quiet, sightings) == 0
+    assert reconciler.recover_dead_planners(state_conn, redis, judged, sightings) == 0
+
+
+@pytest.mark.parametrize("step", ["plan", "finalize"])
+def test_a_control_job_popped_by_a_worker_that_died_is_enqueued_again_at_the_second_pass(
+    state_conn, redis, quiet, owner, step
+):
+    """Popped from the queue and never marked started (its worker killed in between): RQ keeps
+    it queued, in no queue, for ever. Two passes seeing it so enqueue it again."""
+    if step == "plan":
+        export_id = make_export(state_conn, owner=owner, admitted=True)
+        job_id = plan_job_id(export_id)
+        enqueue_plan(redis, quiet, export_id)
+    else:
+        export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+        job_id = finalize_job_id(export_id, 1)
+        enqueue_finalize(redis, quiet, export_id, 1)
+    queue = control_queue(redis, quiet)
+    assert redis.lrem(queue.key, 1, job_id) == 1  # the dead worker's BLPOP
+    popped: set[str] = set()
+    reconciler.recover_control_jobs(state_conn, redis, quiet, popped)
+    assert queue.get_job_position(job_id) is None and job_id in popped  # one sighting: it may be starting
+    reconciler.recover_control_jobs(state_conn, redis, quiet, popped)
+    assert queue.get_job_position(job_id) is not None  # enqueued again
+    reconciler.recover_control_jobs(state_conn, redis, quiet, popped)
+    assert queue.get_job_ids().count(job_id) == 1  # waiting in the queue: left alone
