@@ -224,8 +224,8 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: s
         state = job_state(redis, job_id)
         if state not in LIVE:
             return True
-        if popped is None or not _taken(queue, job_id, state) or state == "started":
-            return False
+        if popped is None or state != "queued" or queue.get_job_position(job_id) is not None:
+            return False  # live: waiting in its queue, or started (a dead planner: the quick step)
         if job_id in popped:
             return True
         seen_popped.add(job_id)
