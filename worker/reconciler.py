@@ -151,12 +151,15 @@ def recover_chunks(
     return recovered
 
 
-def _taken(queue: Queue, job_id: str | None, state: str | None) -> bool:
-    """Whether a worker took the job: RQ calls it started, or queued while its queue no longer
-    holds it (popped by a worker that has not marked it started yet, or never will)."""
-    if state == "started":
-        return True
+def _popped(queue: Queue, job_id: str | None, state: str | None) -> bool:
+    """Whether a worker popped the job and has not marked it started (yet, or ever: it died):
+    RQ calls it queued, and its queue no longer holds it."""
     return state == "queued" and queue.get_job_position(job_id or "") is None
+
+
+def _taken(queue: Queue, job_id: str | None, state: str | None) -> bool:
+    """Whether a worker took the job: RQ calls it started, or the worker popped it."""
+    return state == "started" or _popped(queue, job_id, state)
 
 
 def _recover(conn: Conn, redis: Redis, settings: Settings, chunk: Chunk, state: str | None, died: bool) -> int:
@@ -224,7 +227,7 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: s
         state = job_state(redis, job_id)
         if state not in LIVE:
             return True
-        if popped is None or state != "queued" or queue.get_job_position(job_id) is not None:
+        if popped is None or not _popped(queue, job_id, state):
             return False  # live: waiting in its queue, or started (a dead planner: the quick step)
         if job_id in popped:
             return True
