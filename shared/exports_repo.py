@@ -328,6 +328,35 @@ def renew_finalize(conn: Conn, export_id: uuid.UUID, finalize_attempt: int, leas
     )
 
 
+def finalizers(conn: Conn) -> list[tuple[uuid.UUID, int, bool]]:
+    """Every running export with all its parts recorded: ``(id, finalize attempt, whether a
+    finalizer holds a live lease)``."""
+    return [
+        (row[0], int(row[1]), bool(row[2]))
+        for row in fetch_tuples(
+            conn,
+            "SELECT id, finalize_attempt, coalesce(finalize_lease_expires_at >= now(), false) FROM exports"
+            " WHERE status = %s AND parts_done = parts_total ORDER BY id",
+            (ExportStatus.RUNNING,),
+        )
+    ]
+
+
+def expire_finalize(conn: Conn, export_id: uuid.UUID, finalize_attempt: int) -> bool:
+    """End the live lease of finalize attempt ``finalize_attempt`` (its process died), so the
+    next attempt can claim the export; False when that attempt no longer holds one."""
+    return (
+        fetch_value(
+            conn,
+            "UPDATE exports SET finalize_lease_expires_at = now() - interval '1 microsecond'"
+            " WHERE id = %s AND status = %s AND finalize_attempt = %s AND finalize_lease_expires_at >= now()"
+            " RETURNING 1",
+            (export_id, ExportStatus.RUNNING, finalize_attempt),
+        )
+        is not None
+    )
+
+
 def complete_export(
     conn: Conn,
     export_id: uuid.UUID,

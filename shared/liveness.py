@@ -9,7 +9,9 @@ reconciler re-runs it within a second or two instead of waiting out the lease. T
 the fallback for a process that is alive but stuck (a SIGSTOPped zombie keeps its lock).
 
 An export's planner holds the lock of part :data:`PLANNER_PART` the same way, so a planner
-whose process died is run again within seconds, not when RQ gives its job up (minutes later).
+whose process died is run again within seconds, not when RQ gives its job up (minutes later);
+its finalizer holds the lock of part :data:`FINALIZER_PART`, so a dead finalizer's lease is
+ended, and the finalizer run again, within seconds too.
 
 Two chunks may share a lock key (a 32-bit hash): then a dead one's lock looks held while the
 other runs, and its recovery waits for the lease, as before.
@@ -30,6 +32,7 @@ from shared.settings import Settings
 
 LOCK_CLASS = 0x5357_4C56 & 0x7FFF_FFFF  # "SWLV": the first key of every chunk liveness lock
 PLANNER_PART = 0  # an export's planner holds the lock of "part 0" while it plans (chunks are 1 and up)
+FINALIZER_PART = -1  # and its finalizer the lock of "part -1" while it completes the object
 
 
 def lock_key(export_id: uuid.UUID, part_number: int) -> int:
@@ -143,7 +146,8 @@ def dead_holders(
 ) -> list[tuple[uuid.UUID, int]]:
     """Of the ``(export, part)`` whose job a worker took (RQ calls it started, or it was popped
     from its queue) but that no attempt has claimed (a planner, part :data:`PLANNER_PART`; a
-    pending chunk), those whose process died: the lock of that part free at two checks in a
+    pending chunk), or whose finalizer holds a live lease (part :data:`FINALIZER_PART`), those
+    whose process died: the lock of that part free at two checks in a
     row (``suspects`` carries the first sighting), as for running chunks. Such a job takes the
     lock first thing, well within the second between two checks; RQ itself gives a started
     job of a dead worker up only minutes later, and a popped one never."""

@@ -67,7 +67,7 @@ FAMILIES = {
             "spillway_recoveries",
             "counter",
             "Jobs the reconciler replaced, by cause: lease_expired, job_lost, process_died, planner_lost,"
-            " planner_died, finalizer_lost",
+            " planner_died, finalizer_lost, finalizer_died",
             ("cause",),
         ),
         Family("spillway_exports_finished", "counter", "Exports that ended, by status", ("status",)),

@@ -19,8 +19,8 @@ from redis import Redis
 
 from shared import chunks_repo, exports_repo
 from shared.crc import crc32_of_parts
-from shared.db import connect_state, state_label
 from shared.lifecycle import admit, announce_end
+from shared.liveness import FINALIZER_PART, AttemptLiveness
 from shared.logs import bind_log_context
 from shared.models import Chunk, ExportStatus
 from shared.settings import Settings
@@ -34,16 +34,30 @@ log = logging.getLogger(__name__)
 
 
 def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
-    """Complete the upload of a running export whose parts are all recorded."""
-    label = state_label("finalize", export_id)
-    with connect_state(settings, label) as state:
-        attempt = exports_repo.claim_finalize(state, export_id, settings.lease_s)
-        export = exports_repo.get_export(state, export_id)
-        if export is not None:
-            bind_log_context(owner=export.owner, attempt=attempt)
-        if attempt is None or export is None:
-            return f"skipped: export is {export.status if export else 'gone'} or being finalized"
-        parts = chunks_repo.done_parts(state, export_id)
+    """Complete the upload of a running export whose parts are all recorded.
+
+    The finalizer holds the export's finalizer liveness lock (:mod:`shared.liveness`) while it
+    runs, so if its process dies the reconciler ends its lease and runs it again within seconds
+    instead of after the lease. The lease fences, not the lock: a finalizer that finds the lock
+    held (a frozen earlier attempt keeps it) goes on without it. The lock's session is the
+    finalizer's state connection too.
+    """
+    liveness = AttemptLiveness(settings, export_id, FINALIZER_PART)
+    try:
+        return _finalize(settings, redis, export_id, liveness)
+    finally:
+        liveness.close()
+
+
+def _finalize(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: AttemptLiveness) -> str:
+    state = liveness.session()  # raises when the state database cannot be reached: RQ retries the job
+    attempt = exports_repo.claim_finalize(state, export_id, settings.lease_s)
+    export = exports_repo.get_export(state, export_id)
+    if export is not None:
+        bind_log_context(owner=export.owner, attempt=attempt)
+    if attempt is None or export is None:
+        return f"skipped: export is {export.status if export else 'gone'} or being finalized"
+    parts = chunks_repo.done_parts(state, export_id)
     if len(parts) != export.parts_total or not export.object_key or not export.upload_id:
         raise ExportError(f"finalize found {len(parts)} of {export.parts_total} parts recorded")
     spec = ExportSpec.from_json(export.spec)
@@ -51,8 +65,8 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     if spec.output.staged:
 
         def renew() -> bool:
-            with connect_state(settings, label) as state:
-                return exports_repo.renew_finalize(state, export_id, attempt, settings.lease_s)
+            liveness.ensure()  # the lock again, if the state database dropped its session
+            return exports_repo.renew_finalize(liveness.session(), export_id, attempt, settings.lease_s)
 
         try:
             stored, crc32 = compose(settings, export_id, spec, export.object_key, export.upload_id, parts, renew)
@@ -65,21 +79,21 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
         stored = complete_upload(settings, export.object_key, export.upload_id, pairs, expected, part_crc32s)
         crc32 = object_crc32(parts)
     size, rows = stored.size, sum(p.rows or 0 for p in parts)
-    with connect_state(settings, label) as state:
-        completed = exports_repo.complete_export(
-            state,
-            export_id,
-            size,
-            rows,
-            settings.export_ttl_s,
-            attempt,
-            object_etag=stored.etag,
-            object_crc32=crc32,
-        )
-        now = exports_repo.get_export(state, export_id)
-        admit(state, redis, settings, export.owner)
-        if completed and now is not None:
-            announce_end(state, redis, settings, now)
+    state = liveness.session()
+    completed = exports_repo.complete_export(
+        state,
+        export_id,
+        size,
+        rows,
+        settings.export_ttl_s,
+        attempt,
+        object_etag=stored.etag,
+        object_crc32=crc32,
+    )
+    now = exports_repo.get_export(state, export_id)
+    admit(state, redis, settings, export.owner)
+    if completed and now is not None:
+        announce_end(state, redis, settings, now)
     if completed:
         if spec.output.staged:
             _delete_staged(settings, export_id)

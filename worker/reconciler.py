@@ -43,7 +43,7 @@ from shared import chunks_repo, datasets, exports_repo, metrics, webhooks
 from shared import queue as q
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit, fill_window
-from shared.liveness import PLANNER_PART, dead_holders, expire_dead_attempts
+from shared.liveness import FINALIZER_PART, PLANNER_PART, dead_holders, expire_dead_attempts
 from shared.logs import configure_logging, log_context
 from shared.models import Chunk, ChunkStatus, Export, ExportStatus
 from shared.settings import Settings, load_settings
@@ -210,6 +210,36 @@ def recover_dead_planners(conn: Conn, redis: Redis, settings: Settings, suspects
         with log_context(export=export_id):
             log.warning("the process running this export's planner died (its liveness lock is free); enqueued again")
     return len(dead)
+
+
+def recover_dead_finalizers(conn: Conn, redis: Redis, settings: Settings, suspects: set[tuple[uuid.UUID, int]]) -> int:
+    """Run the finalizer again at once for every export whose finalizer process died (its
+    liveness lock free, :func:`shared.liveness.dead_holders`): one that claimed the export
+    (its lease is ended, fenced by its attempt, instead of waited out) or whose job a worker
+    took and never claimed with (RQ keeps that job started for minutes, a popped one for
+    ever). Return how many."""
+    queue = q.control_queue(redis, settings)
+    attempts: dict[tuple[uuid.UUID, int], tuple[int, bool]] = {}
+    for export_id, attempt, leased in exports_repo.finalizers(conn):
+        job_id = q.finalize_job_id(export_id, attempt + 1)
+        if leased or _taken(queue, job_id, job_state(redis, job_id)):
+            attempts[(export_id, FINALIZER_PART)] = (attempt, leased)
+    recovered = 0
+    for part in dead_holders(conn, list(attempts), suspects, settings.lease_s):
+        export_id, (attempt, leased) = part[0], attempts[part]
+        job_id = q.finalize_job_id(export_id, attempt + 1)
+        if leased:
+            if not exports_repo.expire_finalize(conn, export_id, attempt):
+                continue  # it ended meanwhile
+            if job_state(redis, job_id) in LIVE:
+                continue  # the next attempt is already waiting for a worker
+        _replace_job(redis, job_id)
+        q.enqueue_finalize(redis, settings, export_id, attempt + 1)
+        metrics.count(redis, settings, "spillway_recoveries", cause="finalizer_died")
+        with log_context(export=export_id):
+            log.warning("the process running this export's finalizer died (its liveness lock is free); enqueued again")
+        recovered += 1
+    return recovered
 
 
 def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: set[str] | None = None) -> int:
@@ -438,14 +468,15 @@ class Sightings:
 
     attempts: set[tuple[Any, int, int]] = field(default_factory=set)  # chunks seen without a live process once
     planners: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # planners seen without a live process once
+    finalizers: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # finalizers seen without a live process once
     unclaimed: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # pending chunks whose taken job had no process
     missing: MissingJobs = field(default_factory=dict)  # pending chunks whose job was not in Redis, since when
     popped: set[str] = field(default_factory=set)  # control jobs the last pass saw popped and not started
 
 
 def recover_dead_attempts(settings: Settings, redis: Redis, seen: Sightings, session: StateSession) -> int:
-    """The quick step, every ``SPILLWAY_LIVENESS_INTERVAL_S``: re-run at once the chunks and
-    planners whose process died (their liveness lock free at two checks in a row,
+    """The quick step, every ``SPILLWAY_LIVENESS_INTERVAL_S``: re-run at once the chunks,
+    planners and finalizers whose process died (their liveness lock free at two checks in a row,
     :mod:`shared.liveness`), and the pending chunks whose job has been missing from Redis for
     :data:`LOST_JOB_GRACE_S` (a process killed between marking a chunk enqueued and enqueuing
     it); return how many."""
@@ -455,8 +486,9 @@ def recover_dead_attempts(settings: Settings, redis: Redis, seen: Sightings, ses
         for export_id, part_number in dead:
             with log_context(export=export_id, part=part_number):
                 log.warning("the process running this chunk died (its liveness lock is free)")
-        planners = recover_dead_planners(conn, redis, settings, seen.planners)
-        return planners + recover_chunks(
+        control = recover_dead_planners(conn, redis, settings, seen.planners)
+        control += recover_dead_finalizers(conn, redis, settings, seen.finalizers)
+        return control + recover_chunks(
             conn, redis, settings, died=dead, missing=seen.missing, unclaimed=seen.unclaimed, lease_s=settings.lease_s
         )
 

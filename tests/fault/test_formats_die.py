@@ -4,26 +4,17 @@ undisturbed run's, and nothing of it (upload, staged chunk objects) is left behi
 from __future__ import annotations
 
 import signal
-import uuid
 
 import pytest
 
-from shared.storage import s3_client, staged_prefix
 from tests.fault.test_workers_die import held_at_half_way
 from tests.support.api import download
 from tests.support.processes import signal_tree
+from tests.support.s3 import staged_objects
 from tests.support.scenarios import FULL, digest
 from tests.support.state import chunk_row
 
 pytestmark = pytest.mark.fault
-
-
-def staged_objects(settings, export_id: str) -> list[str]:
-    """The staged chunk objects S3 still holds for an export."""
-    listing = s3_client(settings).list_objects_v2(
-        Bucket=settings.s3_bucket, Prefix=staged_prefix(settings, uuid.UUID(export_id))
-    )
-    return [o["Key"] for o in listing.get("Contents", [])]
 
 
 @pytest.mark.parametrize("extra", [{"compression": "gzip"}, {"format": "xlsx"}], ids=["gzip", "xlsx"])

@@ -12,10 +12,11 @@ from redis import Redis
 from rq import Worker
 from rq.job import Job
 
-from shared.queue import chunk_job_id, plan_job_id
+from shared.queue import chunk_job_id, finalize_job_id, plan_job_id
 from tests.support.api import download
 from tests.support.jobs import job_result
 from tests.support.processes import children, signal_groups, signal_tree
+from tests.support.s3 import staged_objects
 from tests.support.scenarios import FULL, digest
 from tests.support.state import chunk_row, chunk_rows, copy_progress
 from tests.support.waiting import wait_for
@@ -97,10 +98,10 @@ def test_sigkill_one_of_three_workers_at_half_way(scenario, reference, capsys):
     scenario.assert_no_orphan_uploads()
 
 
-def planner_worker(scenario, export_id: str):
-    """The worker process whose horse runs the export's planner, or None."""
+def worker_running(scenario, job_id: str):
+    """The worker process whose horse runs the job, or None."""
     redis = Redis.from_url(scenario.settings.redis_url)
-    pids = {w.pid for w in Worker.all(connection=redis) if w.get_current_job_id() == plan_job_id(export_id)}
+    pids = {w.pid for w in Worker.all(connection=redis) if w.get_current_job_id() == job_id}
     return next((p for p in scenario.stack.workers.procs if p.pid in pids and p.poll() is None), None)
 
 
@@ -123,7 +124,8 @@ def test_sigkill_of_the_planner_mid_plan_runs_it_again_within_seconds(scenario, 
         wait_for(planning, timeout=120, interval=0.002, what="the streamed plan to start")
         # Holding the export's row stops the planner at its next batch of chunks (or its finish).
         hold.execute("SELECT 1 FROM exports WHERE id = %s FOR UPDATE", (export_id,))
-        proc = wait_for(lambda: planner_worker(scenario, export_id), timeout=30, what="the planner's worker")
+        planner = plan_job_id(export_id)
+        proc = wait_for(lambda: worker_running(scenario, planner), timeout=30, what="the planner's worker")
         killed_at = time.time()
         signal_tree(proc.pid, signal.SIGKILL)  # the worker and its horse
         proc.wait(timeout=10)
@@ -135,6 +137,38 @@ def test_sigkill_of_the_planner_mid_plan_runs_it_again_within_seconds(scenario, 
     with capsys.disabled():
         print(f"\nSIGKILL of the planner mid-plan: the planner ran again after {recovery:.1f}s, and went on")
     assert recovery <= 5.0
+    scenario.assert_no_orphan_uploads()
+
+
+@pytest.mark.parametrize("extra", [{}, {"compression": "gzip"}], ids=["csv", "gzip"])
+def test_sigkill_of_the_finalizer_runs_it_again_within_seconds(scenario, api, extra, capsys):
+    """A finalizer killed while S3 completes the object (its lease claimed, 30 s): its liveness
+    lock is free at once, so its lease is ended and the next attempt runs within seconds. The
+    dead one's request reaches S3 all the same: the next attempt finds the upload gone and
+    checks the object instead. The file is byte-identical (gzip: composed from staged chunk
+    objects, none of them left behind)."""
+    body = {**FULL, **extra}
+    _, want = api.run(body)  # undisturbed, by the session's workers
+    scenario.reconfigure(lease_s=30, reconcile_interval_s=5.0, liveness_interval_s=1.0)
+    scenario.proxy.hold_completes = 1
+    scenario.stack.start(2)
+    export_id = scenario.api.export(body)["id"]
+    wait_for(scenario.proxy.holding.is_set, timeout=300, interval=0.01, what="the finalizer's completion")
+    first = finalize_job_id(export_id, 1)
+    proc = wait_for(lambda: worker_running(scenario, first), timeout=30, what="the finalizer's worker")
+    killed_at = time.time()
+    signal_tree(proc.pid, signal.SIGKILL)  # the worker and its horse
+    proc.wait(timeout=10)
+    scenario.proxy.released.set()  # the request it had sent goes on to S3
+    done = scenario.api.wait(export_id, timeout=300)
+    assert done["status"] == "completed"
+    assert digest(download(done["download"]["url"])) == digest(want)
+    again = Job.fetch(finalize_job_id(export_id, 2), connection=Redis.from_url(scenario.settings.redis_url))
+    recovery = again.started_at.replace(tzinfo=UTC).timestamp() - killed_at
+    with capsys.disabled():
+        print(f"\nSIGKILL of the finalizer mid-completion: the next attempt ran after {recovery:.1f}s")
+    assert recovery <= 5.0
+    assert staged_objects(scenario.settings, export_id) == []
     scenario.assert_no_orphan_uploads()
 
 

@@ -11,7 +11,7 @@ from rq.rate_limit import RateLimitRegistry
 
 from shared import exports_repo
 from shared.lifecycle import end_export
-from shared.liveness import LOCK_CLASS, lock_key
+from shared.liveness import FINALIZER_PART, LOCK_CLASS, lock_key
 from shared.models import ExportStatus
 from shared.queue import (
     cancel_key,
@@ -286,3 +286,62 @@ def test_a_control_job_popped_by_a_worker_that_died_is_enqueued_again_at_the_sec
     assert queue.get_job_position(job_id) is not None  # enqueued again
     reconciler.recover_control_jobs(state_conn, redis, quiet, popped)
     assert queue.get_job_ids().count(job_id) == 1  # waiting in the queue: left alone
+
+
+def _finalize_waiting(redis, quiet, export_id: uuid.UUID, attempt: int) -> bool:
+    return control_queue(redis, quiet).get_job_position(finalize_job_id(export_id, attempt)) is not None
+
+
+def test_a_finalizer_that_died_holding_its_lease_is_run_again_at_the_second_check(state_conn, redis, quiet, owner):
+    """Its lease (30 s) is ended at once, fenced by its attempt, and the next attempt enqueued:
+    the finalizer runs again within seconds, not after the lease."""
+    export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) == 1  # then its process died
+    sightings: set = set()
+    judged = quiet.replace(lease_s=1)  # judged also soon after the server started (that guard: test_liveness.py)
+    assert reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings) == 0  # one sighting
+    assert not _finalize_waiting(redis, quiet, export_id, 2)
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) is None  # its lease still stands
+    assert reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings) >= 1
+    assert _finalize_waiting(redis, quiet, export_id, 2)
+    assert reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings) == 0  # waiting: left alone
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) == 2  # the next attempt can claim it
+
+
+@pytest.mark.parametrize("how", ["started", "popped"])
+def test_a_finalizer_whose_worker_died_before_claiming_is_enqueued_again_at_the_second_check(
+    state_conn, redis, quiet, owner, how
+):
+    """Its job taken (RQ calls it started for minutes, or it was popped and is queued in no
+    queue for ever), its lock free, no lease: the same attempt's job is enqueued again."""
+    export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    enqueue_finalize(redis, quiet, export_id, 1)
+    assert redis.lrem(control_queue(redis, quiet).key, 1, finalize_job_id(export_id, 1)) == 1  # a worker's BLPOP
+    if how == "started":
+        Job.fetch(finalize_job_id(export_id, 1), connection=redis).set_status(JobStatus.STARTED)
+    sightings: set = set()
+    judged = quiet.replace(lease_s=1)
+    assert reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings) == 0  # it may be taking its lock
+    assert not _finalize_waiting(redis, quiet, export_id, 1)
+    assert reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings) >= 1
+    assert _finalize_waiting(redis, quiet, export_id, 1)
+    assert reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings) == 0
+
+
+@pytest.mark.parametrize("claimed", [True, False])
+def test_a_finalizer_holding_its_lock_is_left_to_it(state_conn, redis, quiet, owner, db, claimed):
+    export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    enqueue_finalize(redis, quiet, export_id, 1)
+    assert redis.lrem(control_queue(redis, quiet).key, 1, finalize_job_id(export_id, 1)) == 1
+    Job.fetch(finalize_job_id(export_id, 1), connection=redis).set_status(JobStatus.STARTED)
+    if claimed:
+        assert exports_repo.claim_finalize(state_conn, export_id, 30) == 1
+    sightings: set = set()
+    judged = quiet.replace(lease_s=1)
+    with psycopg.connect(db, autocommit=True) as alive:  # the finalizer's process, alive
+        alive.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(export_id, FINALIZER_PART)))
+        for _ in range(3):
+            reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings)
+    assert not _finalize_waiting(redis, quiet, export_id, 1) and not _finalize_waiting(redis, quiet, export_id, 2)
+    if claimed:
+        assert exports_repo.claim_finalize(state_conn, export_id, 30) is None  # its lease stands

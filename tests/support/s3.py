@@ -6,13 +6,14 @@ from __future__ import annotations
 import http.client
 import http.server
 import threading
+import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from botocore.exceptions import ClientError
 
 from shared.settings import Settings
-from shared.storage import s3_client
+from shared.storage import s3_client, staged_prefix
 
 
 def uploads(settings: Settings, prefix: str = "") -> list[dict[str, Any]]:
@@ -35,6 +36,14 @@ def object_exists(settings: Settings, key: str) -> bool:
         return False
 
 
+def staged_objects(settings: Settings, export_id: str) -> list[str]:
+    """The staged chunk objects S3 still holds for an export."""
+    listing = s3_client(settings).list_objects_v2(
+        Bucket=settings.s3_bucket, Prefix=staged_prefix(settings, uuid.UUID(export_id))
+    )
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
 def remove_bucket(settings: Settings) -> None:
     """Abort the bucket's uploads, delete its objects, then the bucket itself."""
     client = s3_client(settings)
@@ -52,6 +61,8 @@ class FaultProxy(http.server.ThreadingHTTPServer):
     ``fail_upload_part_every``: every n-th UploadPart gets a 500 (and never reaches S3).
     ``lose_complete_answers``: CompleteMultipartUpload reaches S3, but its answer is replaced
     by a 500 — the ambiguous completion a client must resolve.
+    ``hold_completes``: so many CompleteMultipartUpload requests wait, read and not yet sent
+    on, until ``released`` is set; ``holding`` is set when the first one waits.
     """
 
     daemon_threads = True
@@ -61,6 +72,8 @@ class FaultProxy(http.server.ThreadingHTTPServer):
         self.upstream = urlsplit(upstream)
         self.fail_upload_part_every = 0
         self.lose_complete_answers = 0
+        self.hold_completes = 0
+        self.holding, self.released = threading.Event(), threading.Event()
         self.upload_parts = 0
         self.injected = 0
         self.lock = threading.Lock()
@@ -72,11 +85,15 @@ class FaultProxy(http.server.ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def close(self) -> None:
+        self.released.set()  # a held request ends
         self.shutdown()
         self.server_close()
 
 
 class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    """Relays a request to S3 and its answer back; a client gone meanwhile (a killed worker
+    whose request was held) gets no answer."""
+
     protocol_version = "HTTP/1.1"
     server: FaultProxy
 
@@ -98,10 +115,16 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             lose = is_complete and self.server.lose_complete_answers > 0
             if lose:
                 self.server.lose_complete_answers -= 1
+            hold = is_complete and self.server.hold_completes > 0
+            if hold:
+                self.server.hold_completes -= 1
             if fail_part or lose:
                 self.server.injected += 1
         if fail_part:
             return self._error()
+        if hold:
+            self.server.holding.set()
+            self.server.released.wait(timeout=300)
         upstream = http.client.HTTPConnection(self.server.upstream.hostname, self.server.upstream.port, timeout=120)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
         upstream.request(self.command, self.path, body=body, headers=headers)
@@ -131,5 +154,11 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except ConnectionError:  # BrokenPipeError, ConnectionResetError: the client died
+            self.close_connection = True
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
