@@ -306,10 +306,7 @@ def _run_attempt(
                 etag = upload_part(settings, chunk.object_key, chunk.upload_id, s3_part, buffer, size, digest)
     except HandBack:
         metrics.count(redis, settings, "spillway_chunks", outcome="handed_back")
-        _release(chunk, liveness)
-        recovery = chunks_repo.next_recovery(liveness.session(), export_id, part_number)
-        if recovery is not None:
-            enqueue_chunks(redis, settings, export_id, [part_number], recovery)
+        hand_back(liveness.session(), redis, settings, chunk)
         return "handed back: the worker is shutting down"
     except (ChunkStopped, psycopg.errors.QueryCanceled) as exc:
         cancelled = watch.cancelled_at()
@@ -360,6 +357,22 @@ def _run_attempt(
         return "rejected: the export was cancelled or a newer attempt holds this chunk"
     log.info("part recorded: %d rows, %d bytes in %.2f s", rows, size, time.monotonic() - started)
     return f"part {part_number}: {rows} rows, {size} bytes"
+
+
+def hand_back(conn: psycopg.Connection[Any], redis: Redis, settings: Settings, chunk: ClaimedChunk) -> int | None:
+    """Give the chunk back (running → pending) and enqueue its next job; return that job's
+    recovery number, or None when the attempt had nothing left to give back.
+
+    Fenced twice, so a chunk gets one replacement job at most: by the attempt (a newer attempt
+    claimed the chunk) and by the job (the reconciler already replaced the attempt's job, its
+    lease having expired while this process was paused; ``next_recovery`` compares and sets).
+    """
+    if not chunks_repo.release_chunk(conn, chunk.export_id, chunk.part_number, chunk.attempt):
+        return None
+    recovery = chunks_repo.next_recovery(conn, chunk.export_id, chunk.part_number, chunk.job_id)
+    if recovery is not None:
+        enqueue_chunks(redis, settings, chunk.export_id, [chunk.part_number], recovery)
+    return recovery
 
 
 def _release(chunk: ClaimedChunk, liveness: AttemptLiveness) -> None:

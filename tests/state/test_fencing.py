@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from shared import chunks_repo, exports_repo
-from shared.queue import chunk_job_id
+from shared.queue import chunk_job_id, chunk_queue
 from tests.support.factories import from_now, make_chunks, make_export, make_running_export
+from worker import reconciler
+from worker.chunks import hand_back
 
 
 def test_a_superseded_attempt_writes_nothing(state_conn):
@@ -74,3 +76,60 @@ def test_recovery_is_a_compare_and_set_on_the_job_id(state_conn):
     ).fetchone()
     assert (job["job_id"], job["recoveries"]) == (chunk_job_id(export_id, 1, 1), 1)
     assert chunks_repo.next_recovery(state_conn, export_id, 1) == 2  # a hand-back names no job
+
+
+def _expire_lease(conn, export_id) -> None:
+    conn.execute(
+        "UPDATE export_chunks SET lease_expires_at = now() - interval '1 second' WHERE export_id = %s", (export_id,)
+    )
+
+
+def _claimable(conn):
+    """A running export whose one chunk's attempt 1 lost its lease: the next claim takes it."""
+    export_id = make_running_export(conn, parts=1, running=1)
+    _expire_lease(conn, export_id)
+    return export_id
+
+
+def _chunk_job(conn, export_id) -> tuple[str, int]:
+    row = conn.execute(
+        "SELECT job_id, recoveries FROM export_chunks WHERE export_id = %s AND part_number = 1", (export_id,)
+    ).fetchone()
+    return row["job_id"], row["recoveries"]
+
+
+def test_a_chunk_handed_back_at_shutdown_gets_one_new_job(state_conn, redis, quiet):
+    export_id = _claimable(state_conn)
+    chunk = chunks_repo.claim_chunk(state_conn, export_id, 1, "host:1", 30)
+    assert chunk is not None
+    assert hand_back(state_conn, redis, quiet, chunk) == 1
+    assert _chunk_job(state_conn, export_id) == (chunk_job_id(export_id, 1, 1), 1)
+    assert chunk_queue(redis, quiet).get_job_position(chunk_job_id(export_id, 1, 1)) is not None
+    assert chunks_repo.claim_chunk(state_conn, export_id, 1, "host:2", 30) is not None  # pending: claimable
+
+
+def test_a_paused_attempt_whose_job_the_reconciler_replaced_hands_back_no_second_job(state_conn, redis, quiet):
+    """Paused past its lease (a frozen VM, then a SIGTERM): the reconciler replaced its job
+    meanwhile. Its hand-back releases the chunk for that job and enqueues nothing more."""
+    export_id = _claimable(state_conn)
+    chunk = chunks_repo.claim_chunk(state_conn, export_id, 1, "host:1", 30)
+    assert chunk is not None
+    _expire_lease(state_conn, export_id)
+    assert reconciler.recover_chunks(state_conn, redis, quiet) >= 1  # the lease expired: a new job
+    replaced = _chunk_job(state_conn, export_id)
+    assert hand_back(state_conn, redis, quiet, chunk) is None
+    assert _chunk_job(state_conn, export_id) == replaced  # no second replacement
+    assert chunk_queue(redis, quiet).count == 1
+
+
+def test_a_superseded_attempt_hands_back_nothing(state_conn, redis, quiet):
+    export_id = _claimable(state_conn)
+    old = chunks_repo.claim_chunk(state_conn, export_id, 1, "host:1", 30)
+    _expire_lease(state_conn, export_id)
+    new = chunks_repo.claim_chunk(state_conn, export_id, 1, "host:2", 30)
+    assert old is not None and new is not None and new.attempt == old.attempt + 1
+    before = _chunk_job(state_conn, export_id)
+    assert hand_back(state_conn, redis, quiet, old) is None
+    assert _chunk_job(state_conn, export_id) == before and chunk_queue(redis, quiet).count == 0
+    status = state_conn.execute("SELECT status FROM export_chunks WHERE export_id = %s", (export_id,)).fetchone()
+    assert status["status"] == "running"  # still the new attempt's
