@@ -242,28 +242,44 @@ def recover_dead_finalizers(conn: Conn, redis: Redis, settings: Settings, suspec
     return recovered
 
 
+class LostJobs:
+    """Which jobs of a queue are lost: RQ has them in no live state, or a worker popped them
+    from the queue and never marked them started, seen so at two passes in a row (``popped``
+    carries the first sighting from one pass to the next; :meth:`carry` ends the pass). A live
+    worker marks a popped job started within milliseconds; one that died in between leaves it
+    queued, in no queue, for ever."""
+
+    def __init__(self, redis: Redis, queue: Queue, popped: set[str] | None) -> None:
+        self.redis, self.queue, self.popped, self.seen = redis, queue, popped, set[str]()
+
+    def __call__(self, job_id: str) -> bool:
+        state = job_state(self.redis, job_id)
+        if state not in LIVE:
+            return True
+        if self.popped is None or not _popped(self.queue, job_id, state):
+            return False  # live: waiting in its queue, or started
+        if job_id in self.popped:
+            return True
+        self.seen.add(job_id)
+        return False
+
+    def carry(self) -> None:
+        """Keep this pass's first sightings for the next pass."""
+        if self.popped is not None:
+            self.popped.clear()
+            self.popped.update(self.seen)
+
+
 def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: set[str] | None = None) -> int:
     """Re-enqueue lost planners and finalizers; refill windows; admit waiting exports.
 
     With ``popped`` (the jobs the previous pass saw popped from the control queue and not
     started, carried from pass to pass), a planner or finalizer job seen so at two passes in a
-    row is lost too: the worker that popped it died before marking it started (a live one does
-    within milliseconds), and RQ would keep it queued, in no queue, for ever.
+    row is lost too (:class:`LostJobs`). A started planner or finalizer whose process died is
+    the quick step's (:func:`recover_dead_planners`, :func:`recover_dead_finalizers`).
     """
     count = 0
-    queue, seen_popped = q.control_queue(redis, settings), set()
-
-    def lost(job_id: str) -> bool:
-        state = job_state(redis, job_id)
-        if state not in LIVE:
-            return True
-        if popped is None or not _popped(queue, job_id, state):
-            return False  # live: waiting in its queue, or started (a dead planner: the quick step)
-        if job_id in popped:
-            return True
-        seen_popped.add(job_id)
-        return False
-
+    lost = LostJobs(redis, q.control_queue(redis, settings), popped)
     unfinished = exports_repo.unfinished_exports(conn)
     for export in unfinished:
         if not _needs_planner(export):
@@ -290,23 +306,29 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: s
             count += len(fill_window(conn, redis, settings, export.id))
     for owner in sorted({e.owner for e in unfinished if e.status == ExportStatus.QUEUED and e.admitted_at is None}):
         count += len(admit(conn, redis, settings, owner))
-    if popped is not None:
-        popped.clear()
-        popped.update(seen_popped)
+    lost.carry()
     return count
 
 
-def dispatch_webhooks(conn: Conn, redis: Redis, settings: Settings) -> int:
+def dispatch_webhooks(conn: Conn, redis: Redis, settings: Settings, popped: set[str] | None = None) -> int:
     """Create deliveries a process died before creating, and enqueue every attempt that is due
-    (first attempts whose job was lost, and retries whose delay has passed)."""
+    (first attempts whose job was lost, and retries whose delay has passed).
+
+    With ``popped`` (carried from pass to pass), an attempt's job popped from the webhook queue
+    by a worker that died before marking it started is lost too, at the second pass that sees
+    it so (:class:`LostJobs`); it was never delivered otherwise.
+    """
     created = webhooks.schedule_missed(conn)
     sent = 0
+    lost = LostJobs(redis, Queue(settings.queue_webhooks, connection=redis), popped)
     for delivery_id, attempt in webhooks.due(conn, settings.webhook_attempts):
-        if job_state(redis, q.webhook_job_id(delivery_id, attempt)) in LIVE:
+        job_id = q.webhook_job_id(delivery_id, attempt)
+        if not lost(job_id):
             continue
-        _replace_job(redis, q.webhook_job_id(delivery_id, attempt))
+        _replace_job(redis, job_id)
         q.enqueue_webhook(redis, settings, delivery_id, attempt)
         sent += 1
+    lost.carry()
     return created + sent
 
 
@@ -384,15 +406,15 @@ def reconcile(
     holder: str | None = None,
     missing: MissingJobs | None = None,
     session: StateSession | None = None,
-    popped: set[str] | None = None,
+    popped: Popped | None = None,
 ) -> dict[str, int]:
     """One pass of every step; return what each did.
 
     Args:
         holder: the name this pass takes RQ's scheduler locks under (default :func:`identity`).
         missing: jobs seen missing by earlier passes (see :func:`recover_chunks`).
-        popped: control jobs seen popped and not started by the last pass (see
-            :func:`recover_control_jobs`).
+        popped: control and webhook jobs seen popped and not started by the last pass (see
+            :class:`LostJobs`).
         session: the state connection to run on (default: one of its own, for this pass).
     """
     # Redis only, and first: due retries move even while Postgres is away, and the steps below
@@ -407,8 +429,8 @@ def reconcile(
         return {
             "scheduled": scheduled,
             "chunks": recover_chunks(conn, redis, settings, missing=missing),
-            "control": recover_control_jobs(conn, redis, settings, popped),
-            "webhooks": dispatch_webhooks(conn, redis, settings),
+            "control": recover_control_jobs(conn, redis, settings, popped.control if popped else None),
+            "webhooks": dispatch_webhooks(conn, redis, settings, popped.webhooks if popped else None),
             "expired": expire_exports(conn, settings),
             "orphan_uploads": abort_orphan_uploads(conn, settings),
             "orphan_staged": delete_orphan_staged(conn, settings),
@@ -463,6 +485,14 @@ class StateSession:
 
 
 @dataclass
+class Popped:
+    """The jobs the last pass saw popped from their queue and not started (:class:`LostJobs`), by queue."""
+
+    control: set[str] = field(default_factory=set)
+    webhooks: set[str] = field(default_factory=set)
+
+
+@dataclass
 class Sightings:
     """What the quick step saw at its last call, for the next one to confirm."""
 
@@ -471,7 +501,7 @@ class Sightings:
     finalizers: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # finalizers seen without a live process once
     unclaimed: set[tuple[uuid.UUID, int]] = field(default_factory=set)  # pending chunks whose taken job had no process
     missing: MissingJobs = field(default_factory=dict)  # pending chunks whose job was not in Redis, since when
-    popped: set[str] = field(default_factory=set)  # control jobs the last pass saw popped and not started
+    popped: Popped = field(default_factory=Popped)  # jobs the last pass saw popped and not started
 
 
 def recover_dead_attempts(settings: Settings, redis: Redis, seen: Sightings, session: StateSession) -> int:

@@ -6,6 +6,7 @@ import uuid
 
 import psycopg
 import pytest
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.rate_limit import RateLimitRegistry
 
@@ -25,6 +26,7 @@ from shared.queue import (
     finalize_job_id,
     plan_job_id,
     reads_limit,
+    webhook_job_id,
 )
 from tests.support.factories import from_now, make_chunks, make_export, make_running_export
 from tests.support.waiting import wait_for
@@ -345,3 +347,29 @@ def test_a_finalizer_holding_its_lock_is_left_to_it(state_conn, redis, quiet, ow
     assert not _finalize_waiting(redis, quiet, export_id, 1) and not _finalize_waiting(redis, quiet, export_id, 2)
     if claimed:
         assert exports_repo.claim_finalize(state_conn, export_id, 30) is None  # its lease stands
+
+
+def test_a_webhook_attempt_popped_by_a_worker_that_died_is_enqueued_again_at_the_second_pass(state_conn, redis, quiet):
+    """Popped from the webhook queue and never marked started: RQ keeps the job queued, in no
+    queue, for ever, and the delivery was never attempted. Two passes seeing it so enqueue it
+    again; one waiting in the queue is left alone."""
+    export_id = make_export(state_conn, status="completed", notify_url="https://hooks.example.com/spillway")
+    state_conn.execute(
+        "INSERT INTO webhook_deliveries (id, export_id, event) VALUES (gen_random_uuid(), %s, 'export.completed')",
+        (export_id,),
+    )
+    (delivery_id,) = (
+        state_conn.execute("SELECT id FROM webhook_deliveries WHERE export_id = %s", (export_id,)).fetchone().values()
+    )
+    job_id = webhook_job_id(delivery_id, 1)
+    queue = Queue(quiet.queue_webhooks, connection=redis)
+    popped: set[str] = set()
+    reconciler.dispatch_webhooks(state_conn, redis, quiet, popped)
+    assert queue.get_job_position(job_id) is not None  # the first attempt's job
+    reconciler.dispatch_webhooks(state_conn, redis, quiet, popped)
+    assert queue.get_job_ids().count(job_id) == 1 and not popped  # waiting in the queue: left alone
+    assert redis.lrem(queue.key, 1, job_id) == 1  # the dead worker's BLPOP
+    reconciler.dispatch_webhooks(state_conn, redis, quiet, popped)
+    assert queue.get_job_position(job_id) is None and job_id in popped  # one sighting: it may be starting
+    reconciler.dispatch_webhooks(state_conn, redis, quiet, popped)
+    assert queue.get_job_position(job_id) is not None  # enqueued again
