@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from datetime import UTC
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -242,3 +244,32 @@ def test_sigterm_hands_back_within_the_grace_period(scenario, reference, capsys)
     assert again["job_id"] == chunk_job_id(export["id"], chunk["part_number"], again["recoveries"])
     assert again["status"] == "done" and again["attempt"] > chunk["attempt"]
     assert job_result(redis, again["job_id"]).startswith(f"part {chunk['part_number']}:")
+
+
+def _blocked_signals(pid: int, tid: int) -> int:
+    status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+    return int(re.search(r"^SigBlk:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+
+
+def test_a_stopped_worker_takes_a_sigterm_on_its_main_thread(scenario):
+    """Only the worker's main thread may take SIGTERM or SIGINT (RQ's pubsub thread blocks
+    them), so a SIGTERM sent while every thread is stopped (a frozen VM, a debugger) runs its
+    handler as soon as the worker runs again. Taken by the pubsub thread, it waited until the
+    main thread came back from its wait: for an idle worker, its BLPOP of several minutes."""
+    scenario.stack.start(1)
+    (proc,) = scenario.stack.workers.procs
+    shutdown = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
+    threads = wait_for(
+        lambda: [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir() if int(t.name) != proc.pid],
+        timeout=30,
+        what="the worker's pubsub thread",
+    )
+    assert all(_blocked_signals(proc.pid, tid) & shutdown == shutdown for tid in threads)
+    assert _blocked_signals(proc.pid, proc.pid) & shutdown == 0
+    redis = Redis.from_url(scenario.settings.redis_url)
+    # Idle: waiting for a job, past RQ's start (which installs the handlers after the pubsub thread).
+    wait_for(lambda: [w.get_state() for w in Worker.all(connection=redis)] == ["idle"], what="the worker idle")
+    signal_groups([proc.pid], signal.SIGSTOP)
+    proc.send_signal(signal.SIGTERM)
+    signal_groups([proc.pid], signal.SIGCONT)
+    assert proc.wait(timeout=10) == 0  # a warm shutdown of an idle worker: at once
