@@ -22,13 +22,13 @@ from shared.crc import crc32_of_parts
 from shared.lifecycle import admit, announce_end
 from shared.liveness import FINALIZER_PART, AttemptLiveness
 from shared.logs import bind_log_context
-from shared.models import Chunk, ExportStatus
+from shared.models import Chunk, Export, ExportStatus
 from shared.settings import Settings
 from shared.spec import ExportSpec
 from shared.storage import s3_client
 from worker.assembly import ComposeSuperseded, compose, delete_staged
 from worker.failures import ExportError
-from worker.uploads import complete_upload
+from worker.uploads import StoredObject, complete_upload
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +36,26 @@ log = logging.getLogger(__name__)
 def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     """Complete the upload of a running export whose parts are all recorded.
 
-    The finalizer holds the export's finalizer liveness lock (:mod:`shared.liveness`) while it
-    runs, so if its process dies the reconciler ends its lease and runs it again within seconds
-    instead of after the lease. The lease fences, not the lock: a finalizer that finds the lock
-    held (a frozen earlier attempt keeps it) goes on without it. The lock's session is the
-    finalizer's state connection too.
+    The finalizer holds the export's finalizer liveness lock (:mod:`shared.liveness`) from
+    before it claims the export to its end, so if its process dies the reconciler ends its
+    lease and runs it again within seconds instead of after the lease. One finalizer at a time:
+    one that finds the lock held (another finalizer runs, or a frozen one still holds it)
+    skips, and the reconciler enqueues it again once the export is finalizable and no job is
+    live; a claim without the lock would be taken for dead as soon as the holder ended. The
+    lock's session is the finalizer's state connection too.
     """
     liveness = AttemptLiveness(settings, export_id, FINALIZER_PART)
     try:
+        liveness.session()  # raises when the state database cannot be reached: RQ retries the job
+        if not liveness.held:
+            return "skipped: another finalizer of this export holds its lock"
         return _finalize(settings, redis, export_id, liveness)
     finally:
         liveness.close()
 
 
 def _finalize(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: AttemptLiveness) -> str:
-    state = liveness.session()  # raises when the state database cannot be reached: RQ retries the job
+    state = liveness.session()
     attempt = exports_repo.claim_finalize(state, export_id, settings.lease_s)
     export = exports_repo.get_export(state, export_id)
     if export is not None:
@@ -61,23 +66,17 @@ def _finalize(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: 
     if len(parts) != export.parts_total or not export.object_key or not export.upload_id:
         raise ExportError(f"finalize found {len(parts)} of {export.parts_total} parts recorded")
     spec = ExportSpec.from_json(export.spec)
-    crc32: int | None
-    if spec.output.staged:
-
-        def renew() -> bool:
-            liveness.ensure()  # the lock again, if the state database dropped its session
-            return exports_repo.renew_finalize(liveness.session(), export_id, attempt, settings.lease_s)
-
-        try:
-            stored, crc32 = compose(settings, export_id, spec, export.object_key, export.upload_id, parts, renew)
-        except ComposeSuperseded:
+    try:
+        stored, crc32 = _store(settings, export, spec, parts, attempt, liveness)
+    except ComposeSuperseded:
+        return "rejected: a newer finalize attempt owns this export"
+    except Exception:
+        if _superseded(liveness, export_id, attempt):
+            # Not this attempt's failure to report: failing the export would fail the one
+            # that took over (and it would then delete the object it completed).
+            log.warning("completing the object failed after a newer finalize attempt took over", exc_info=True)
             return "rejected: a newer finalize attempt owns this export"
-    else:
-        pairs = [(p.upload_part_number or 0, p.etag or "") for p in parts]
-        part_crc32s = _part_crc32s(parts) if export.part_checksum == "crc32" else None
-        expected = sum(p.bytes or 0 for p in parts)
-        stored = complete_upload(settings, export.object_key, export.upload_id, pairs, expected, part_crc32s)
-        crc32 = object_crc32(parts)
+        raise
     size, rows = stored.size, sum(p.rows or 0 for p in parts)
     state = liveness.session()
     completed = exports_repo.complete_export(
@@ -104,6 +103,36 @@ def _finalize(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: 
         s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=export.object_key)
         return f"discarded: the export became {now.status} while completing"
     return "rejected: a newer finalize attempt owns this export"
+
+
+def _store(
+    settings: Settings,
+    export: Export,
+    spec: ExportSpec,
+    parts: list[Chunk],
+    attempt: int,
+    liveness: AttemptLiveness,
+) -> tuple[StoredObject, int | None]:
+    """Complete (or, for a staged format, compose) the export's object; return it and its CRC-32."""
+    key, upload_id = export.object_key or "", export.upload_id or ""  # both checked by the caller
+    if spec.output.staged:
+
+        def renew() -> bool:
+            liveness.ensure()  # the lock again, if the state database dropped its session
+            return exports_repo.renew_finalize(liveness.session(), export.id, attempt, settings.lease_s)
+
+        return compose(settings, export.id, spec, key, upload_id, parts, renew)
+    pairs = [(p.upload_part_number or 0, p.etag or "") for p in parts]
+    part_crc32s = _part_crc32s(parts) if export.part_checksum == "crc32" else None
+    expected = sum(p.bytes or 0 for p in parts)
+    stored = complete_upload(settings, key, upload_id, pairs, expected, part_crc32s)
+    return stored, object_crc32(parts)
+
+
+def _superseded(liveness: AttemptLiveness, export_id: uuid.UUID, attempt: int) -> bool:
+    """Whether a newer finalize attempt claimed the export (this one's lease was ended)."""
+    now = exports_repo.get_export(liveness.session(), export_id)
+    return now is not None and now.finalize_attempt != attempt
 
 
 def _delete_staged(settings: Settings, export_id: uuid.UUID) -> None:

@@ -217,12 +217,22 @@ def recover_dead_finalizers(conn: Conn, redis: Redis, settings: Settings, suspec
     liveness lock free, :func:`shared.liveness.dead_holders`): one that claimed the export
     (its lease is ended, fenced by its attempt, instead of waited out) or whose job a worker
     took and never claimed with (RQ keeps that job started for minutes, a popped one for
-    ever). Return how many."""
+    ever). Return how many.
+
+    A claimed attempt is judged only while RQ calls the job of its number started: the job
+    that claims attempt *n* is ``finalize-n`` (unless an RQ retry of an earlier one claimed
+    it: that one waits for its lease, as before). A finalize that raised is not dead: its RQ
+    retry, with its backoff and its limit, is what runs it again.
+    """
     queue = q.control_queue(redis, settings)
     attempts: dict[tuple[uuid.UUID, int], tuple[int, bool]] = {}
     for export_id, attempt, leased in exports_repo.finalizers(conn):
-        job_id = q.finalize_job_id(export_id, attempt + 1)
-        if leased or _taken(queue, job_id, job_state(redis, job_id)):
+        if leased:
+            running = job_state(redis, q.finalize_job_id(export_id, attempt)) == "started"
+        else:
+            job_id = q.finalize_job_id(export_id, attempt + 1)
+            running = _taken(queue, job_id, job_state(redis, job_id))
+        if running:
             attempts[(export_id, FINALIZER_PART)] = (attempt, leased)
     recovered = 0
     for part in dead_holders(conn, list(attempts), suspects, settings.lease_s):

@@ -290,6 +290,13 @@ def test_a_control_job_popped_by_a_worker_that_died_is_enqueued_again_at_the_sec
     assert queue.get_job_ids().count(job_id) == 1  # waiting in the queue: left alone
 
 
+def _finalize_job_started(redis, quiet, export_id: uuid.UUID, attempt: int, status=JobStatus.STARTED) -> None:
+    """The finalize job of that number, popped by a worker and (by default) marked started."""
+    enqueue_finalize(redis, quiet, export_id, attempt)
+    assert redis.lrem(control_queue(redis, quiet).key, 1, finalize_job_id(export_id, attempt)) == 1  # BLPOP
+    Job.fetch(finalize_job_id(export_id, attempt), connection=redis).set_status(status)
+
+
 def _finalize_waiting(redis, quiet, export_id: uuid.UUID, attempt: int) -> bool:
     return control_queue(redis, quiet).get_job_position(finalize_job_id(export_id, attempt)) is not None
 
@@ -298,6 +305,7 @@ def test_a_finalizer_that_died_holding_its_lease_is_run_again_at_the_second_chec
     """Its lease (30 s) is ended at once, fenced by its attempt, and the next attempt enqueued:
     the finalizer runs again within seconds, not after the lease."""
     export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    _finalize_job_started(redis, quiet, export_id, 1)
     assert exports_repo.claim_finalize(state_conn, export_id, 30) == 1  # then its process died
     sightings: set = set()
     judged = quiet.replace(lease_s=1)  # judged also soon after the server started (that guard: test_liveness.py)
@@ -333,9 +341,7 @@ def test_a_finalizer_whose_worker_died_before_claiming_is_enqueued_again_at_the_
 @pytest.mark.parametrize("claimed", [True, False])
 def test_a_finalizer_holding_its_lock_is_left_to_it(state_conn, redis, quiet, owner, db, claimed):
     export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
-    enqueue_finalize(redis, quiet, export_id, 1)
-    assert redis.lrem(control_queue(redis, quiet).key, 1, finalize_job_id(export_id, 1)) == 1
-    Job.fetch(finalize_job_id(export_id, 1), connection=redis).set_status(JobStatus.STARTED)
+    _finalize_job_started(redis, quiet, export_id, 1)
     if claimed:
         assert exports_repo.claim_finalize(state_conn, export_id, 30) == 1
     sightings: set = set()
@@ -373,3 +379,19 @@ def test_a_webhook_attempt_popped_by_a_worker_that_died_is_enqueued_again_at_the
     assert queue.get_job_position(job_id) is None and job_id in popped  # one sighting: it may be starting
     reconciler.dispatch_webhooks(state_conn, redis, quiet, popped)
     assert queue.get_job_position(job_id) is not None  # enqueued again
+
+
+@pytest.mark.parametrize("status", [JobStatus.SCHEDULED, JobStatus.FAILED])
+def test_a_finalizer_whose_job_raised_is_left_to_its_retry_and_lease(state_conn, redis, quiet, owner, status):
+    """Its process is alive and its lock free, but the job ended with an error: RQ's retry (with
+    its backoff and limit) runs it again, or the lease runs out; the quick step does not, which
+    would give every failure a fresh job with fresh retries every two seconds."""
+    export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    _finalize_job_started(redis, quiet, export_id, 1, status)
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) == 1
+    sightings: set = set()
+    judged = quiet.replace(lease_s=1)
+    for _ in range(3):
+        reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings)
+    assert not _finalize_waiting(redis, quiet, export_id, 2)
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) is None  # its lease stands

@@ -1,0 +1,68 @@
+"""The finalizer's own rules, on committed factory rows and with S3's completion replaced:
+one finalizer at a time (its liveness lock), and a superseded one never fails the export."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from shared import exports_repo
+from shared.liveness import FINALIZER_PART, LOCK_CLASS, lock_key
+from shared.models import ExportStatus
+from tests.support.factories import make_running_export
+from worker import finalizer
+
+
+class S3Down(Exception):
+    """What the replaced completion raises."""
+
+
+@pytest.fixture
+def finishing(settings) -> Iterator[uuid.UUID]:
+    """A running export with every part recorded, committed (the finalizer's session sees it)."""
+    owner = f"finalizer-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
+        export_id = make_running_export(conn, parts=2, done=2, owner=owner)
+        yield export_id
+        conn.execute("DELETE FROM export_chunks WHERE export_id = %s", (export_id,))
+        conn.execute("DELETE FROM exports WHERE id = %s", (export_id,))
+
+
+def _export(settings, export_id):
+    with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
+        return exports_repo.get_export(conn, export_id)
+
+
+def test_a_finalizer_that_finds_the_lock_held_skips_without_claiming(settings, redis, finishing):
+    """Claiming without the lock, it would be taken for dead (lock free) as soon as the
+    holder ended, and run twice."""
+    with psycopg.connect(settings.state_database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(finishing, FINALIZER_PART)))
+        said = finalizer.finalize(settings, redis, finishing)
+    assert said.startswith("skipped: another finalizer"), said
+    assert _export(settings, finishing).finalize_attempt == 0  # nothing claimed
+
+
+def test_a_failure_after_a_newer_attempt_took_over_does_not_fail_the_export(settings, redis, finishing, monkeypatch):
+    def taken_over_then_down(*args, **kwargs):
+        with psycopg.connect(settings.state_database_url, autocommit=True) as conn:  # the reconciler ended the lease;
+            conn.execute("UPDATE exports SET finalize_attempt = finalize_attempt + 1 WHERE id = %s", (finishing,))
+        raise S3Down("CompleteMultipartUpload: 503")  # ... and this attempt's completion fails
+
+    monkeypatch.setattr(finalizer, "complete_upload", taken_over_then_down)
+    said = finalizer.finalize(settings, redis, finishing)
+    assert said.startswith("rejected: a newer finalize attempt"), said
+    assert _export(settings, finishing).status == ExportStatus.RUNNING  # left to the newer attempt
+
+
+def test_a_failure_of_the_current_attempt_is_raised_for_its_retry(settings, redis, finishing, monkeypatch):
+    def down(*args, **kwargs):
+        raise S3Down("CompleteMultipartUpload: 503")
+
+    monkeypatch.setattr(finalizer, "complete_upload", down)
+    with pytest.raises(S3Down):
+        finalizer.finalize(settings, redis, finishing)
+    assert _export(settings, finishing).finalize_attempt == 1
