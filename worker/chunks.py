@@ -363,9 +363,12 @@ def hand_back(conn: psycopg.Connection[Any], redis: Redis, settings: Settings, c
     """Give the chunk back (running → pending) and enqueue its next job; return that job's
     recovery number, or None when the attempt had nothing left to give back.
 
-    Fenced twice, so a chunk gets one replacement job at most: by the attempt (a newer attempt
-    claimed the chunk) and by the job (the reconciler already replaced the attempt's job, its
-    lease having expired while this process was paused; ``next_recovery`` compares and sets).
+    Fenced twice: by the attempt (a newer attempt claimed the chunk: nothing to give back) and
+    by the job id recorded when this attempt claimed the chunk (``next_recovery`` compares and
+    sets): if the reconciler replaced the job since (the lease expired while this process was
+    paused), that job is the chunk's replacement and no second one is enqueued. Should that job
+    have ended meanwhile, the reconciler's next look finds the pending chunk without a live job
+    and replaces it.
     """
     if not chunks_repo.release_chunk(conn, chunk.export_id, chunk.part_number, chunk.attempt):
         return None
