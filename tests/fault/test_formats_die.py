@@ -13,6 +13,7 @@ from tests.support.processes import signal_tree
 from tests.support.s3 import staged_objects
 from tests.support.scenarios import FULL, digest
 from tests.support.state import chunk_row
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.fault
 
@@ -30,5 +31,8 @@ def test_sigkill_at_half_way_gives_the_undisturbed_file(scenario, api, extra):
     assert done["status"] == "completed"
     assert digest(download(done["download"]["url"])) == digest(want)
     assert chunk_row(scenario.settings, export["id"], chunk["part_number"])["attempt"] > chunk["attempt"]
-    assert staged_objects(scenario.settings, export["id"]) == []
+    # Deleted by the finalizer just after it marked the export completed.
+    wait_for(
+        lambda: staged_objects(scenario.settings, export["id"]) == [], timeout=30, what="the staged objects deleted"
+    )
     scenario.assert_no_orphan_uploads()

@@ -170,7 +170,8 @@ def test_sigkill_of_the_finalizer_runs_it_again_within_seconds(scenario, api, ex
     with capsys.disabled():
         print(f"\nSIGKILL of the finalizer mid-completion: the next attempt ran after {recovery:.1f}s")
     assert recovery <= 5.0
-    assert staged_objects(scenario.settings, export_id) == []
+    # Deleted by the finalizer just after it marked the export completed.
+    wait_for(lambda: staged_objects(scenario.settings, export_id) == [], timeout=30, what="the staged objects deleted")
     scenario.assert_no_orphan_uploads()
 
 

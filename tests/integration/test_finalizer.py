@@ -11,6 +11,7 @@ import pytest
 
 from shared import exports_repo
 from shared.liveness import FINALIZER_PART, LOCK_CLASS, lock_key
+from shared.logs import log_context
 from shared.models import ExportStatus
 from tests.support.factories import make_running_export
 from worker import finalizer
@@ -31,6 +32,12 @@ def finishing(settings) -> Iterator[uuid.UUID]:
         conn.execute("DELETE FROM exports WHERE id = %s", (export_id,))
 
 
+def finalize(settings, redis, export_id) -> str:
+    """The finalizer as its job runs it: the log fields it binds end with it."""
+    with log_context():
+        return finalizer.finalize(settings, redis, export_id)
+
+
 def _export(settings, export_id):
     with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
         return exports_repo.get_export(conn, export_id)
@@ -41,7 +48,7 @@ def test_a_finalizer_that_finds_the_lock_held_skips_without_claiming(settings, r
     holder ended, and run twice."""
     with psycopg.connect(settings.state_database_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(finishing, FINALIZER_PART)))
-        said = finalizer.finalize(settings, redis, finishing)
+        said = finalize(settings, redis, finishing)
     assert said.startswith("skipped: another finalizer"), said
     assert _export(settings, finishing).finalize_attempt == 0  # nothing claimed
 
@@ -53,7 +60,7 @@ def test_a_failure_after_a_newer_attempt_took_over_does_not_fail_the_export(sett
         raise S3Down("CompleteMultipartUpload: 503")  # ... and this attempt's completion fails
 
     monkeypatch.setattr(finalizer, "complete_upload", taken_over_then_down)
-    said = finalizer.finalize(settings, redis, finishing)
+    said = finalize(settings, redis, finishing)
     assert said.startswith("rejected: a newer finalize attempt"), said
     assert _export(settings, finishing).status == ExportStatus.RUNNING  # left to the newer attempt
 
@@ -64,5 +71,5 @@ def test_a_failure_of_the_current_attempt_is_raised_for_its_retry(settings, redi
 
     monkeypatch.setattr(finalizer, "complete_upload", down)
     with pytest.raises(S3Down):
-        finalizer.finalize(settings, redis, finishing)
+        finalize(settings, redis, finishing)
     assert _export(settings, finishing).finalize_attempt == 1
