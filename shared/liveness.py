@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -30,6 +31,7 @@ from shared.db import connect_state, state_label
 from shared.records import fetch_tuples
 from shared.settings import Settings
 
+T = TypeVar("T")
 LOCK_CLASS = 0x5357_4C56 & 0x7FFF_FFFF  # "SWLV": the first key of every chunk liveness lock
 PLANNER_PART = 0  # an export's planner holds the lock of "part 0" while it plans (chunks are 1 and up)
 FINALIZER_PART = -1  # and its finalizer the lock of "part -1" while it completes the object
@@ -86,6 +88,25 @@ class AttemptLiveness:
         """End the attempt's session: PostgreSQL releases the lock with it."""
         if self._conn is not None:
             self._conn.close()
+
+
+def run_holding(
+    settings: Settings, export_id: uuid.UUID, part_number: int, busy: str, work: Callable[[AttemptLiveness], T]
+) -> T | str:
+    """Run ``work`` holding the liveness lock of ``(export, part)`` from its start to its end, or
+    return ``busy`` when another live process holds it (one planner, one finalizer at a time).
+
+    Raises when the state database cannot be reached (RQ retries the job). ``work`` gets the
+    lock's session as its state connection.
+    """
+    liveness = AttemptLiveness(settings, export_id, part_number)
+    try:
+        liveness.session()
+        if not liveness.held:
+            return busy
+        return work(liveness)
+    finally:
+        liveness.close()
 
 
 def expire_dead_attempts(

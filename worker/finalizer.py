@@ -20,7 +20,7 @@ from redis import Redis
 from shared import chunks_repo, exports_repo
 from shared.crc import crc32_of_parts
 from shared.lifecycle import admit, announce_end
-from shared.liveness import FINALIZER_PART, AttemptLiveness
+from shared.liveness import FINALIZER_PART, AttemptLiveness, run_holding
 from shared.logs import bind_log_context
 from shared.models import Chunk, Export, ExportStatus
 from shared.settings import Settings
@@ -44,14 +44,10 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     live; a claim without the lock would be taken for dead as soon as the holder ended. The
     lock's session is the finalizer's state connection too.
     """
-    liveness = AttemptLiveness(settings, export_id, FINALIZER_PART)
-    try:
-        liveness.session()  # raises when the state database cannot be reached: RQ retries the job
-        if not liveness.held:
-            return "skipped: another finalizer of this export holds its lock"
-        return _finalize(settings, redis, export_id, liveness)
-    finally:
-        liveness.close()
+    busy = "skipped: another finalizer of this export holds its lock"
+    return run_holding(
+        settings, export_id, FINALIZER_PART, busy, lambda liveness: _finalize(settings, redis, export_id, liveness)
+    )
 
 
 def _finalize(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: AttemptLiveness) -> str:

@@ -22,7 +22,7 @@ from redis import Redis
 from shared import exports_repo
 from shared.db import connect_source, export_label
 from shared.lifecycle import fill_window
-from shared.liveness import PLANNER_PART, AttemptLiveness
+from shared.liveness import PLANNER_PART, AttemptLiveness, run_holding
 from shared.logs import bind_log_context
 from shared.models import Export, ExportStatus, Upload
 from shared.planning import cut_plan, stream_plan, streams
@@ -49,14 +49,10 @@ def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     one planner at a time, and if its process dies the reconciler sees the lock free and runs
     the planner again within seconds. The lock's session is the planner's state connection too.
     """
-    liveness = AttemptLiveness(settings, export_id, PLANNER_PART)
-    try:
-        liveness.session()  # raises when the state database cannot be reached: RQ retries the job
-        if not liveness.held:
-            return "skipped: another planner is planning this export"
-        return _plan(settings, redis, export_id, liveness)
-    finally:
-        liveness.close()
+    busy = "skipped: another planner is planning this export"
+    return run_holding(
+        settings, export_id, PLANNER_PART, busy, lambda liveness: _plan(settings, redis, export_id, liveness)
+    )
 
 
 def _plan(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: AttemptLiveness) -> str:
