@@ -343,8 +343,8 @@ def finalizers(conn: Conn) -> list[tuple[uuid.UUID, int, bool]]:
 
 
 def expire_finalize(conn: Conn, export_id: uuid.UUID, finalize_attempt: int) -> bool:
-    """End the live lease of finalize attempt ``finalize_attempt`` (its process died), so the
-    next attempt can claim the export; False when that attempt no longer holds one."""
+    """End the live lease of finalize attempt ``finalize_attempt`` (its process died, or it
+    failed), so the next attempt can claim the export; False when that attempt no longer holds one."""
     return (
         fetch_value(
             conn,

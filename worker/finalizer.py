@@ -72,6 +72,9 @@ def _finalize(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: 
             # that took over (and it would then delete the object it completed).
             log.warning("completing the object failed after a newer finalize attempt took over", exc_info=True)
             return "rejected: a newer finalize attempt owns this export"
+        # Its lease ends with it, so the job's RQ retry (with its backoff and limit) can claim
+        # the export; a live lease made every retry skip, and the export never failed.
+        exports_repo.expire_finalize(liveness.session(), export_id, attempt)
         raise
     size, rows = stored.size, sum(p.rows or 0 for p in parts)
     state = liveness.session()

@@ -219,28 +219,31 @@ def recover_dead_finalizers(conn: Conn, redis: Redis, settings: Settings, suspec
     took and never claimed with (RQ keeps that job started for minutes, a popped one for
     ever). Return how many.
 
-    A claimed attempt is judged only while RQ calls the job of its number started: the job
-    that claims attempt *n* is ``finalize-n`` (unless an RQ retry of an earlier one claimed
-    it: that one waits for its lease, as before). A finalize that raised is not dead: its RQ
-    retry, with its backoff and its limit, is what runs it again.
+    A claimed attempt is judged only while RQ calls one of the export's finalize jobs started
+    (``finalize-n`` claims attempt *n*, its RQ retries the next ones): a finalize that raised
+    ended its own lease, and its RQ retry, with its backoff and its limit, runs it again. The
+    dead process's started jobs are deleted, so that no pass takes them for live.
     """
     queue = q.control_queue(redis, settings)
-    attempts: dict[tuple[uuid.UUID, int], tuple[int, bool]] = {}
+    attempts: dict[tuple[uuid.UUID, int], tuple[int, bool, list[str]]] = {}
     for export_id, attempt, leased in exports_repo.finalizers(conn):
         if leased:
-            running = job_state(redis, q.finalize_job_id(export_id, attempt)) == "started"
+            jobs = [q.finalize_job_id(export_id, n) for n in range(1, attempt + 1)]
+            started = [job_id for job_id in jobs if job_state(redis, job_id) == "started"]
         else:
             job_id = q.finalize_job_id(export_id, attempt + 1)
-            running = _taken(queue, job_id, job_state(redis, job_id))
-        if running:
-            attempts[(export_id, FINALIZER_PART)] = (attempt, leased)
+            started = [job_id] if _taken(queue, job_id, job_state(redis, job_id)) else []
+        if started:
+            attempts[(export_id, FINALIZER_PART)] = (attempt, leased, started)
     recovered = 0
     for part in dead_holders(conn, list(attempts), suspects, settings.lease_s):
-        export_id, (attempt, leased) = part[0], attempts[part]
+        export_id, (attempt, leased, started) = part[0], attempts[part]
         job_id = q.finalize_job_id(export_id, attempt + 1)
         if leased:
             if not exports_repo.expire_finalize(conn, export_id, attempt):
                 continue  # it ended meanwhile
+            for dead in started:
+                _replace_job(redis, dead)
             if job_state(redis, job_id) in LIVE:
                 continue  # the next attempt is already waiting for a worker
         _replace_job(redis, job_id)
@@ -303,6 +306,9 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: s
                 log.warning("planner lost; enqueued again")
             count += 1
     for export in exports_repo.finalizable_exports(conn):
+        earlier = (q.finalize_job_id(export.id, n) for n in range(1, export.finalize_attempt + 1))
+        if not all(lost(job_id) for job_id in earlier):
+            continue  # an earlier finalize job is still to run: an RQ retry (its backoff, its limit)
         job_id = q.finalize_job_id(export.id, export.finalize_attempt + 1)
         if lost(job_id):
             _replace_job(redis, job_id)

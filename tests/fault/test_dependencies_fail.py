@@ -64,6 +64,22 @@ def test_lost_answer_to_complete_multipart_upload(scenario, reference):
     scenario.assert_no_orphan_uploads()
 
 
+def test_s3_refusing_to_complete_is_retried_then_fails_the_export_clearly(scenario, reference):
+    """CompleteMultipartUpload answers 500 twice (the retries claim the export at once and
+    complete it), then, for another export, every time: the export fails after the retries,
+    with S3's error, instead of running for ever."""
+    scenario.stack.start(2)
+    scenario.proxy.fail_completes = 2
+    done, data = scenario.api.run(PART)
+    assert digest(data) == digest(reference["part"])
+    assert scenario.proxy.fail_completes == 0
+    scenario.proxy.fail_completes = 1_000
+    failed = scenario.api.wait(scenario.api.export(PART)["id"], timeout=120)
+    assert failed["status"] == "failed"
+    assert "CompleteMultipartUpload" in failed["error"] and "InternalError" in failed["error"], failed["error"]
+    scenario.assert_no_orphan_uploads()
+
+
 def test_postgres_backend_of_a_running_chunk_is_killed(scenario, reference, capsys):
     scenario.stack.start(2)
     export = scenario.api.export(FULL)

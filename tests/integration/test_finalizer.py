@@ -73,3 +73,7 @@ def test_a_failure_of_the_current_attempt_is_raised_for_its_retry(settings, redi
     with pytest.raises(S3Down):
         finalize(settings, redis, finishing)
     assert _export(settings, finishing).finalize_attempt == 1
+    # Its lease ended with it: the job's RQ retry can claim at once (it skipped while the lease
+    # stood, and the export never failed, however often S3 did).
+    with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
+        assert exports_repo.claim_finalize(conn, finishing, 30) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -395,3 +396,38 @@ def test_a_finalizer_whose_job_raised_is_left_to_its_retry_and_lease(state_conn,
         reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings)
     assert not _finalize_waiting(redis, quiet, export_id, 2)
     assert exports_repo.claim_finalize(state_conn, export_id, 30) is None  # its lease stands
+
+
+def test_no_new_finalize_job_while_an_earlier_one_is_to_run_again(state_conn, redis, quiet, owner):
+    """A finalize that raised ended its lease and waits for its RQ retry (scheduled): the pass
+    leaves it to that retry, with its backoff and its limit. Once it is gone, the next attempt's
+    job is enqueued."""
+    export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    _finalize_job_started(redis, quiet, export_id, 1)
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) == 1
+    assert exports_repo.expire_finalize(state_conn, export_id, 1)  # what the failing finalizer does
+    job = Job.fetch(finalize_job_id(export_id, 1), connection=redis)
+    control_queue(redis, quiet).schedule_job(job, datetime.now(UTC) + timedelta(seconds=60))  # RQ's retry
+    reconciler.recover_control_jobs(state_conn, redis, quiet)
+    assert not _job_exists(redis, finalize_job_id(export_id, 2))
+    Job.fetch(finalize_job_id(export_id, 1), connection=redis).delete()  # its retries over, or expired
+    reconciler.recover_control_jobs(state_conn, redis, quiet)
+    assert _finalize_waiting(redis, quiet, export_id, 2)
+
+
+def test_a_finalize_retry_that_claimed_a_later_attempt_and_died_is_replaced(state_conn, redis, quiet, owner):
+    """finalize-1's RQ retry claimed attempt 2, and its process died: RQ still calls finalize-1
+    started. The quick step ends the lease, deletes the dead job (no pass may take it for
+    live) and enqueues finalize-3."""
+    export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    _finalize_job_started(redis, quiet, export_id, 1)
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) == 1
+    assert exports_repo.expire_finalize(state_conn, export_id, 1)  # it raised; its retry runs
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) == 2  # ... and dies
+    sightings: set = set()
+    judged = quiet.replace(lease_s=1)
+    assert reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings) == 0  # one sighting
+    assert reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings) >= 1
+    assert not _job_exists(redis, finalize_job_id(export_id, 1))
+    assert _finalize_waiting(redis, quiet, export_id, 3)
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) == 3

@@ -61,6 +61,7 @@ class FaultProxy(http.server.ThreadingHTTPServer):
     ``fail_upload_part_every``: every n-th UploadPart gets a 500 (and never reaches S3).
     ``lose_complete_answers``: CompleteMultipartUpload reaches S3, but its answer is replaced
     by a 500 — the ambiguous completion a client must resolve.
+    ``fail_completes``: so many CompleteMultipartUpload requests get a 500 (and never reach S3).
     ``hold_completes``: so many CompleteMultipartUpload requests wait, read and not yet sent
     on, until ``released`` is set; ``holding`` is set when the first one waits.
     """
@@ -72,6 +73,7 @@ class FaultProxy(http.server.ThreadingHTTPServer):
         self.upstream = urlsplit(upstream)
         self.fail_upload_part_every = 0
         self.lose_complete_answers = 0
+        self.fail_completes = 0
         self.hold_completes = 0
         self.holding, self.released = threading.Event(), threading.Event()
         self.upload_parts = 0
@@ -118,9 +120,12 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             hold = is_complete and self.server.hold_completes > 0
             if hold:
                 self.server.hold_completes -= 1
-            if fail_part or lose:
+            fail_complete = is_complete and self.server.fail_completes > 0
+            if fail_complete:
+                self.server.fail_completes -= 1
+            if fail_part or lose or fail_complete:
                 self.server.injected += 1
-        if fail_part:
+        if fail_part or fail_complete:
             return self._error()
         if hold:
             self.server.holding.set()
