@@ -51,13 +51,31 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
 
 
 def _finalize(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: AttemptLiveness) -> str:
-    state = liveness.session()
-    attempt = exports_repo.claim_finalize(state, export_id, settings.lease_s)
-    export = exports_repo.get_export(state, export_id)
-    if export is not None:
-        bind_log_context(owner=export.owner, attempt=attempt)
-    if attempt is None or export is None:
+    attempt = exports_repo.claim_finalize(liveness.session(), export_id, settings.lease_s)
+    if attempt is None:
+        export = exports_repo.get_export(liveness.session(), export_id)
         return f"skipped: export is {export.status if export else 'gone'} or being finalized"
+    try:
+        return _complete(settings, redis, export_id, attempt, liveness)
+    except Exception:
+        if _superseded(liveness, export_id, attempt):
+            # Not this attempt's failure to report: failing the export would fail the one
+            # that took over (and it would then delete the object it completed).
+            log.warning("finalizing failed after a newer finalize attempt took over", exc_info=True)
+            return "rejected: a newer finalize attempt owns this export"
+        # Its lease ends with it, so the job's RQ retry (with its backoff and limit) can claim
+        # the export; a live lease made every retry skip, and the export never failed.
+        exports_repo.expire_finalize(liveness.session(), export_id, attempt)
+        raise
+
+
+def _complete(settings: Settings, redis: Redis, export_id: uuid.UUID, attempt: int, liveness: AttemptLiveness) -> str:
+    """Finalize attempt ``attempt``, claimed: complete the object, then the export."""
+    state = liveness.session()
+    export = exports_repo.get_export(state, export_id)
+    if export is None:
+        return "skipped: export is gone"
+    bind_log_context(owner=export.owner, attempt=attempt)
     parts = chunks_repo.done_parts(state, export_id)
     if len(parts) != export.parts_total or not export.object_key or not export.upload_id:
         raise ExportError(f"finalize found {len(parts)} of {export.parts_total} parts recorded")
@@ -66,16 +84,6 @@ def _finalize(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: 
         stored, crc32 = _store(settings, export, spec, parts, attempt, liveness)
     except ComposeSuperseded:
         return "rejected: a newer finalize attempt owns this export"
-    except Exception:
-        if _superseded(liveness, export_id, attempt):
-            # Not this attempt's failure to report: failing the export would fail the one
-            # that took over (and it would then delete the object it completed).
-            log.warning("completing the object failed after a newer finalize attempt took over", exc_info=True)
-            return "rejected: a newer finalize attempt owns this export"
-        # Its lease ends with it, so the job's RQ retry (with its backoff and limit) can claim
-        # the export; a live lease made every retry skip, and the export never failed.
-        exports_repo.expire_finalize(liveness.session(), export_id, attempt)
-        raise
     size, rows = stored.size, sum(p.rows or 0 for p in parts)
     state = liveness.session()
     completed = exports_repo.complete_export(

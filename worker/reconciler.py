@@ -219,33 +219,33 @@ def recover_dead_finalizers(conn: Conn, redis: Redis, settings: Settings, suspec
     took and never claimed with (RQ keeps that job started for minutes, a popped one for
     ever). Return how many.
 
-    A claimed attempt is judged only while RQ calls one of the export's finalize jobs started
-    (``finalize-n`` claims attempt *n*, its RQ retries the next ones): a finalize that raised
-    ended its own lease, and its RQ retry, with its backoff and its limit, runs it again. The
-    dead process's started jobs are deleted, so that no pass takes them for live.
+    A claimed attempt, or one whose lease ended, is judged while RQ calls one of the export's
+    finalize jobs started (``finalize-n`` claims attempt *n*, its RQ retries the next ones; a
+    job that raised is started until RQ records its retry, milliseconds later): a finalize that
+    raised ended its own lease, and its RQ retry, with its backoff and its limit, runs it again.
+    The dead process's started jobs are deleted, so that no pass takes them for live.
     """
     queue = q.control_queue(redis, settings)
     attempts: dict[tuple[uuid.UUID, int], tuple[int, bool, list[str]]] = {}
     for export_id, attempt, leased in exports_repo.finalizers(conn):
-        if leased:
-            jobs = [q.finalize_job_id(export_id, n) for n in range(1, attempt + 1)]
-            started = [job_id for job_id in jobs if job_state(redis, job_id) == "started"]
-        else:
-            job_id = q.finalize_job_id(export_id, attempt + 1)
-            started = [job_id] if _taken(queue, job_id, job_state(redis, job_id)) else []
+        # Started: a job that claimed, or one between a failure and RQ's record of its retry.
+        jobs = [q.finalize_job_id(export_id, n) for n in range(1, attempt + 1)]
+        started = [job_id for job_id in jobs if job_state(redis, job_id) == "started"]
+        following = q.finalize_job_id(export_id, attempt + 1)
+        if not leased and _taken(queue, following, job_state(redis, following)):
+            started.append(following)
         if started:
             attempts[(export_id, FINALIZER_PART)] = (attempt, leased, started)
     recovered = 0
     for part in dead_holders(conn, list(attempts), suspects, settings.lease_s):
         export_id, (attempt, leased, started) = part[0], attempts[part]
         job_id = q.finalize_job_id(export_id, attempt + 1)
-        if leased:
-            if not exports_repo.expire_finalize(conn, export_id, attempt):
-                continue  # it ended meanwhile
-            for dead in started:
-                _replace_job(redis, dead)
-            if job_state(redis, job_id) in LIVE:
-                continue  # the next attempt is already waiting for a worker
+        if leased and not exports_repo.expire_finalize(conn, export_id, attempt):
+            continue  # it ended meanwhile
+        for dead in started:
+            _replace_job(redis, dead)  # no pass may take a dead process's started job for live
+        if job_id not in started and job_state(redis, job_id) in LIVE:
+            continue  # the next attempt is already waiting for a worker
         _replace_job(redis, job_id)
         q.enqueue_finalize(redis, settings, export_id, attempt + 1)
         metrics.count(redis, settings, "spillway_recoveries", cause="finalizer_died")
@@ -306,9 +306,12 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: s
                 log.warning("planner lost; enqueued again")
             count += 1
     for export in exports_repo.finalizable_exports(conn):
-        earlier = (q.finalize_job_id(export.id, n) for n in range(1, export.finalize_attempt + 1))
-        if not all(lost(job_id) for job_id in earlier):
+        earlier = [q.finalize_job_id(export.id, n) for n in range(1, export.finalize_attempt + 1)]
+        if not all([lost(job_id) for job_id in earlier]):  # every one looked at: their sightings carry
             continue  # an earlier finalize job is still to run: an RQ retry (its backoff, its limit)
+        for job_id in earlier:
+            if job_state(redis, job_id) in LIVE:
+                _replace_job(redis, job_id)  # popped by a worker that died: gone, it is lost at every pass
         job_id = q.finalize_job_id(export.id, export.finalize_attempt + 1)
         if lost(job_id):
             _replace_job(redis, job_id)

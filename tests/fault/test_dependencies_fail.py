@@ -6,7 +6,10 @@ import time
 
 import psycopg
 import pytest
+from redis import Redis
+from rq.job import Job
 
+from shared.queue import finalize_job_id
 from tests.support.api import download
 from tests.support.scenarios import FULL, PART, Scenario, digest
 from tests.support.state import chunk_label_pattern
@@ -65,14 +68,17 @@ def test_lost_answer_to_complete_multipart_upload(scenario, reference):
 
 
 def test_s3_refusing_to_complete_is_retried_then_fails_the_export_clearly(scenario, reference):
-    """CompleteMultipartUpload answers 500 twice (the retries claim the export at once and
-    complete it), then, for another export, every time: the export fails after the retries,
+    """CompleteMultipartUpload answers 500 seven times: botocore's five tries fail the first
+    finalize job, whose RQ retry claims the export at once and completes it (no second
+    finalize job). Then, for another export, every time: the export fails after the retries,
     with S3's error, instead of running for ever."""
     scenario.stack.start(2)
-    scenario.proxy.fail_completes = 2
+    scenario.proxy.fail_completes = 7
     done, data = scenario.api.run(PART)
     assert digest(data) == digest(reference["part"])
     assert scenario.proxy.fail_completes == 0
+    redis = Redis.from_url(scenario.settings.redis_url)
+    assert not Job.exists(finalize_job_id(done["id"], 2), connection=redis)  # completed by finalize-1's retry
     scenario.proxy.fail_completes = 1_000
     failed = scenario.api.wait(scenario.api.export(PART)["id"], timeout=120)
     assert failed["status"] == "failed"

@@ -431,3 +431,41 @@ def test_a_finalize_retry_that_claimed_a_later_attempt_and_died_is_replaced(stat
     assert not _job_exists(redis, finalize_job_id(export_id, 1))
     assert _finalize_waiting(redis, quiet, export_id, 3)
     assert exports_repo.claim_finalize(state_conn, export_id, 30) == 3
+
+
+def test_a_finalize_that_raised_and_died_before_its_retry_was_recorded_is_replaced(state_conn, redis, quiet, owner):
+    """It ended its lease, then its worker died before RQ recorded the retry: RQ calls the job
+    started for minutes, which every pass would take for a retry still to run. The quick step
+    deletes it and enqueues the next attempt."""
+    export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    _finalize_job_started(redis, quiet, export_id, 1)
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) == 1
+    assert exports_repo.expire_finalize(state_conn, export_id, 1)  # it raised, then its worker died
+    reconciler.recover_control_jobs(state_conn, redis, quiet)
+    assert not _job_exists(redis, finalize_job_id(export_id, 2))  # taken for a retry still to run
+    sightings: set = set()
+    judged = quiet.replace(lease_s=1)
+    assert reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings) == 0  # one sighting
+    assert reconciler.recover_dead_finalizers(state_conn, redis, judged, sightings) >= 1
+    assert not _job_exists(redis, finalize_job_id(export_id, 1))
+    assert _finalize_waiting(redis, quiet, export_id, 2)
+
+
+def test_earlier_finalize_jobs_popped_by_dead_workers_stop_holding_the_export_back(state_conn, redis, quiet, owner):
+    """Two of them (finalize-1 and finalize-2, each popped by a worker that died): both are
+    judged lost at the second pass, deleted, and finalize-3 is enqueued; a pass that judged
+    only the first would alternate for ever."""
+    export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    state_conn.execute("UPDATE exports SET finalize_attempt = 2 WHERE id = %s", (export_id,))
+    queue = control_queue(redis, quiet)
+    for n in (1, 2):
+        enqueue_finalize(redis, quiet, export_id, n)
+        assert redis.lrem(queue.key, 1, finalize_job_id(export_id, n)) == 1  # a dead worker's BLPOP
+    popped: set[str] = set()
+    reconciler.recover_control_jobs(state_conn, redis, quiet, popped)
+    assert not _job_exists(redis, finalize_job_id(export_id, 3))  # first sightings
+    reconciler.recover_control_jobs(state_conn, redis, quiet, popped)
+    assert not _job_exists(redis, finalize_job_id(export_id, 1)) and not _job_exists(
+        redis, finalize_job_id(export_id, 2)
+    )
+    assert _finalize_waiting(redis, quiet, export_id, 3)
