@@ -296,11 +296,15 @@ def finish_plan(conn: Conn, export_id: uuid.UUID) -> bool:
     return bool(ready)
 
 
-def claim_finalize(conn: Conn, export_id: uuid.UUID, lease_s: int) -> int | None:
+def claim_finalize(conn: Conn, export_id: uuid.UUID, lease_s: int, taken_over: bool = False) -> int | None:
     """Take the finalizer's lease of a running export whose parts are all recorded.
 
     Returns the finalize attempt (the fencing token of :func:`complete_export`), or None when
     the export is not ready, not running, or another finalizer holds a live lease.
+
+    Args:
+        taken_over: only if an earlier attempt claimed it and its lease ran out or was ended
+            (never the first claim): a take-over from a finalizer that is frozen.
     """
     attempt = fetch_value(
         conn,
@@ -308,8 +312,9 @@ def claim_finalize(conn: Conn, export_id: uuid.UUID, lease_s: int) -> int | None
         " finalize_lease_expires_at = now() + make_interval(secs => %s)"
         " WHERE id = %s AND status = %s AND parts_done = parts_total"
         " AND (finalize_lease_expires_at IS NULL OR finalize_lease_expires_at < now())"
+        " AND (NOT %s OR finalize_attempt > 0)"
         " RETURNING finalize_attempt",
-        (lease_s, export_id, ExportStatus.RUNNING),
+        (lease_s, export_id, ExportStatus.RUNNING, taken_over),
     )
     return int(attempt) if attempt is not None else None
 

@@ -91,20 +91,25 @@ class AttemptLiveness:
 
 
 def run_holding(
-    settings: Settings, export_id: uuid.UUID, part_number: int, busy: str, work: Callable[[AttemptLiveness], T]
+    settings: Settings,
+    export_id: uuid.UUID,
+    part_number: int,
+    work: Callable[[AttemptLiveness], T],
+    unheld: str | Callable[[AttemptLiveness], T],
 ) -> T | str:
-    """Run ``work`` holding the liveness lock of ``(export, part)`` from its start to its end, or
-    return ``busy`` when another live process holds it (one planner, one finalizer at a time).
+    """Run ``work`` holding the liveness lock of ``(export, part)`` from its start to its end;
+    when another live process holds it, run ``unheld`` instead, or return it if it is a
+    message (one planner, one finalizer at a time).
 
-    Raises when the state database cannot be reached (RQ retries the job). ``work`` gets the
-    lock's session as its state connection.
+    Raises when the state database cannot be reached (RQ retries the job). Both get the
+    lock's session as their state connection.
     """
     liveness = AttemptLiveness(settings, export_id, part_number)
     try:
         liveness.session()
-        if not liveness.held:
-            return busy
-        return work(liveness)
+        if liveness.held:
+            return work(liveness)
+        return unheld if isinstance(unheld, str) else unheld(liveness)
     finally:
         liveness.close()
 

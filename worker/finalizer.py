@@ -39,20 +39,30 @@ def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     The finalizer holds the export's finalizer liveness lock (:mod:`shared.liveness`) from
     before it claims the export to its end, so if its process dies the reconciler ends its
     lease and runs it again within seconds instead of after the lease. One finalizer at a time:
-    one that finds the lock held (another finalizer runs, or a frozen one still holds it)
-    skips, and the reconciler enqueues it again once the export is finalizable and no job is
-    live; a claim without the lock would be taken for dead as soon as the holder ended. The
-    lock's session is the finalizer's state connection too.
+    one that finds the lock held skips, unless the holder is frozen (an earlier attempt whose
+    lease ran out): the lease stays the fallback for a stuck process. A first claim without
+    the lock would be taken for dead as soon as the holder ended. The lock's session is the
+    finalizer's state connection too.
     """
-    busy = "skipped: another finalizer of this export holds its lock"
     return run_holding(
-        settings, export_id, FINALIZER_PART, busy, lambda liveness: _finalize(settings, redis, export_id, liveness)
+        settings,
+        export_id,
+        FINALIZER_PART,
+        lambda liveness: _finalize(settings, redis, export_id, liveness),
+        lambda liveness: _finalize(settings, redis, export_id, liveness, taken_over=True),
     )
 
 
-def _finalize(settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: AttemptLiveness) -> str:
-    attempt = exports_repo.claim_finalize(liveness.session(), export_id, settings.lease_s)
+def _finalize(
+    settings: Settings, redis: Redis, export_id: uuid.UUID, liveness: AttemptLiveness, taken_over: bool = False
+) -> str:
+    """Claim and finalize. Without the lock (``taken_over``), only a take-over: an earlier
+    attempt claimed the export and its lease ran out, so the lock's holder is frozen; at the
+    first claim the holder is another finalizer about to claim, and this one skips."""
+    attempt = exports_repo.claim_finalize(liveness.session(), export_id, settings.lease_s, taken_over)
     if attempt is None:
+        if taken_over:
+            return "skipped: another finalizer of this export holds its lock"
         export = exports_repo.get_export(liveness.session(), export_id)
         return f"skipped: export is {export.status if export else 'gone'} or being finalized"
     try:

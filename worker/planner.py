@@ -51,7 +51,7 @@ def plan(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     """
     busy = "skipped: another planner is planning this export"
     return run_holding(
-        settings, export_id, PLANNER_PART, busy, lambda liveness: _plan(settings, redis, export_id, liveness)
+        settings, export_id, PLANNER_PART, lambda liveness: _plan(settings, redis, export_id, liveness), busy
     )
 
 

@@ -265,11 +265,14 @@ class LostJobs:
     def __init__(self, redis: Redis, queue: Queue, popped: set[str] | None) -> None:
         self.redis, self.queue, self.popped, self.seen = redis, queue, popped, set[str]()
 
-    def __call__(self, job_id: str) -> bool:
+    def __call__(self, job_id: str, stale_started: bool = False) -> bool:
+        """Whether the job is lost; with ``stale_started``, one RQ calls started is judged as a
+        popped one (its claim's lease is over: the process is frozen, or dead)."""
         state = job_state(self.redis, job_id)
         if state not in LIVE:
             return True
-        if self.popped is None or not _popped(self.queue, job_id, state):
+        stale = stale_started and state == "started"
+        if self.popped is None or not (stale or _popped(self.queue, job_id, state)):
             return False  # live: waiting in its queue, or started
         if job_id in self.popped:
             return True
@@ -306,11 +309,14 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: s
                 log.warning("planner lost; enqueued again")
             count += 1
     for export in exports_repo.finalizable_exports(conn):
+        # An earlier finalize job still to run (an RQ retry: its backoff, its limit) holds the
+        # export back; one RQ calls started while the lease is over (a frozen process; a dead
+        # one is the quick step's) only until the next pass, and the lease's take-over runs.
         earlier = [q.finalize_job_id(export.id, n) for n in range(1, export.finalize_attempt + 1)]
-        if not all([lost(job_id) for job_id in earlier]):  # every one looked at: their sightings carry
-            continue  # an earlier finalize job is still to run: an RQ retry (its backoff, its limit)
+        if not all([lost(job_id, stale_started=True) for job_id in earlier]):  # every one: sightings carry
+            continue
         for job_id in earlier:
-            if job_state(redis, job_id) in LIVE:
+            if job_state(redis, job_id) == "queued":
                 _replace_job(redis, job_id)  # popped by a worker that died: gone, it is lost at every pass
         job_id = q.finalize_job_id(export.id, export.finalize_attempt + 1)
         if lost(job_id):

@@ -77,3 +77,22 @@ def test_a_failure_of_the_current_attempt_is_raised_for_its_retry(settings, redi
     # stood, and the export never failed, however often S3 did).
     with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
         assert exports_repo.claim_finalize(conn, finishing, 30) == 2
+
+
+def test_a_finalizer_takes_over_from_a_frozen_one_whose_lease_ran_out(settings, redis, finishing, monkeypatch):
+    """The lock held by attempt 1, frozen past its lease: the lease is the fallback, so the
+    next finalizer claims attempt 2 without the lock (and is fenced like any other)."""
+    with psycopg.connect(settings.state_database_url, autocommit=True) as frozen:
+        assert exports_repo.claim_finalize(frozen, finishing, 30) == 1
+        frozen.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(finishing, FINALIZER_PART)))
+        frozen.execute(
+            "UPDATE exports SET finalize_lease_expires_at = now() - interval '1 second' WHERE id = %s", (finishing,)
+        )
+
+        def down(*args, **kwargs):
+            raise S3Down("CompleteMultipartUpload: 503")
+
+        monkeypatch.setattr(finalizer, "complete_upload", down)
+        with pytest.raises(S3Down):  # it claimed and got as far as S3
+            finalize(settings, redis, finishing)
+    assert _export(settings, finishing).finalize_attempt == 2

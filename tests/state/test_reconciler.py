@@ -471,3 +471,24 @@ def test_earlier_finalize_jobs_popped_by_dead_workers_stop_holding_the_export_ba
         redis, finalize_job_id(export_id, 2)
     )
     assert _finalize_waiting(redis, quiet, export_id, 3)
+
+
+def test_a_frozen_finalizer_past_its_lease_is_taken_over_at_the_second_pass(state_conn, redis, quiet, owner, db):
+    """RQ calls its job started and it holds its lock, but its lease ran out: the lease is the
+    fallback for a stuck process. The first pass may be a job between its failure and RQ's
+    record of its retry; the second enqueues the next attempt, which claims without the lock."""
+    export_id = make_running_export(state_conn, owner=owner, parts=2, done=2)
+    _finalize_job_started(redis, quiet, export_id, 1)
+    assert exports_repo.claim_finalize(state_conn, export_id, 30) == 1
+    state_conn.execute(
+        "UPDATE exports SET finalize_lease_expires_at = now() - interval '1 second' WHERE id = %s", (export_id,)
+    )
+    popped: set[str] = set()
+    with psycopg.connect(db, autocommit=True) as frozen:
+        frozen.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(export_id, FINALIZER_PART)))
+        reconciler.recover_control_jobs(state_conn, redis, quiet, popped)
+        assert not _job_exists(redis, finalize_job_id(export_id, 2))  # one sighting
+        reconciler.recover_control_jobs(state_conn, redis, quiet, popped)
+        assert _finalize_waiting(redis, quiet, export_id, 2)
+        assert _job_exists(redis, finalize_job_id(export_id, 1))  # the frozen one's job is left to it
+    assert exports_repo.claim_finalize(state_conn, export_id, 30, taken_over=True) == 2
