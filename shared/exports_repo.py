@@ -464,16 +464,3 @@ def unfinished_exports(conn: Conn) -> list[Export]:
         sql.SQL("SELECT {} FROM exports WHERE status = ANY(%s) ORDER BY created_at, id").format(_COLUMNS),
         ([s.value for s in UNFINISHED],),
     )
-
-
-def finalizable_exports(conn: Conn) -> list[Export]:
-    """Running exports with every part recorded and no live finalizer lease."""
-    return fetch_all(
-        conn,
-        Export,
-        sql.SQL(
-            "SELECT {} FROM exports WHERE status = %s AND parts_done = parts_total"
-            " AND (finalize_lease_expires_at IS NULL OR finalize_lease_expires_at < now())"
-        ).format(_COLUMNS),
-        (ExportStatus.RUNNING,),
-    )

@@ -308,22 +308,24 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: s
             with log_context(export=export.id):
                 log.warning("planner lost; enqueued again")
             count += 1
-    for export in exports_repo.finalizable_exports(conn):
+    for export_id, attempt, leased in exports_repo.finalizers(conn):
+        if leased:
+            continue  # a finalizer at work (a dead one is the quick step's)
         # An earlier finalize job still to run (an RQ retry: its backoff, its limit) holds the
         # export back; one RQ calls started while the lease is over (a frozen process; a dead
         # one is the quick step's) only until the next pass, and the lease's take-over runs.
-        earlier = [q.finalize_job_id(export.id, n) for n in range(1, export.finalize_attempt + 1)]
+        earlier = [q.finalize_job_id(export_id, n) for n in range(1, attempt + 1)]
         if not all([lost(job_id, stale_started=True) for job_id in earlier]):  # every one: sightings carry
             continue
         for job_id in earlier:
             if job_state(redis, job_id) == "queued":
                 _replace_job(redis, job_id)  # popped by a worker that died: gone, it is lost at every pass
-        job_id = q.finalize_job_id(export.id, export.finalize_attempt + 1)
+        job_id = q.finalize_job_id(export_id, attempt + 1)
         if lost(job_id):
             _replace_job(redis, job_id)
-            q.enqueue_finalize(redis, settings, export.id, export.finalize_attempt + 1)
+            q.enqueue_finalize(redis, settings, export_id, attempt + 1)
             metrics.count(redis, settings, "spillway_recoveries", cause="finalizer_lost")
-            with log_context(export=export.id):
+            with log_context(export=export_id):
                 log.warning("finalizer lost; enqueued again")
             count += 1
     for export in unfinished:
