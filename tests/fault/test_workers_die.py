@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -212,18 +213,51 @@ def test_zombie_worker_is_fenced_out(scenario, reference, capsys):
     scenario.assert_no_orphan_uploads()
 
 
+def _pending(pid: int, sig: signal.Signals) -> bool:
+    """Whether ``sig`` waits, undelivered, for process ``pid`` (or one of its threads)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    pending = re.findall(r"^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)", status, re.M)
+    return any(int(mask, 16) & (1 << (sig - 1)) for mask in pending)
+
+
+def stopped_early_in_its_read(scenario, export_id: str):
+    """A worker and its horse stopped (SIGSTOP) early in the horse's read of a chunk it still
+    holds: (worker proc, chunk, the worker's children). Stopped, so that the chunk cannot end between this
+    look and the signals the test sends next; the test ends the stop."""
+    found = early_in_its_read(scenario, export_id)
+    if found is None:
+        return None
+    proc, chunk = found
+    horses = signal_tree(proc.pid, signal.SIGSTOP)
+    now = chunk_row(scenario.settings, export_id, chunk["part_number"])
+    if (now["status"], now["attempt"], now["lease_owner"]) == ("running", chunk["attempt"], chunk["lease_owner"]):
+        return proc, chunk, horses
+    signal_tree(proc.pid, signal.SIGCONT)  # it ended its chunk just before the stop: look again
+    return None
+
+
 def test_sigterm_hands_back_within_the_grace_period(scenario, reference, capsys):
     scenario.stack.start(2)
     export = scenario.api.export(FULL)
-    # Early in a chunk's read: a worker that merely finished its chunk would fail this test.
-    proc, chunk = wait_for(
-        lambda: early_in_its_read(scenario, export["id"]),
+    # Early in a chunk's read, and stopped there: a worker that merely finished its chunk
+    # would fail this test.
+    proc, chunk, children_stopped = wait_for(
+        lambda: stopped_early_in_its_read(scenario, export["id"]),
         timeout=120,
         interval=0.005,
-        what="a chunk held, early in its read",
+        what="a chunk held, early in its read, its worker and horse stopped",
     )
+    horse = int(chunk["lease_owner"].rsplit(":", 1)[-1])  # the worker's other child is RQ's scheduler
     asked = time.monotonic()
     proc.send_signal(signal.SIGTERM)
+    os.kill(proc.pid, signal.SIGCONT)  # the worker alone: it passes the stop on to its horse
+    wait_for(
+        lambda: _pending(horse, signal.SIGUSR1),
+        timeout=10,
+        interval=0.005,
+        what="the worker's hand-back request (SIGUSR1) pending on its stopped horse",
+    )
+    signal_groups(children_stopped, signal.SIGCONT)
     proc.wait(timeout=10)
     stopped_in = time.monotonic() - asked
     redis = Redis.from_url(scenario.settings.redis_url)
