@@ -164,24 +164,6 @@ def held_keys(conn: psycopg.Connection[Any]) -> set[int]:
     }
 
 
-def end_holders(conn: psycopg.Connection[Any], export_id: uuid.UUID, part_number: int) -> int:
-    """End the state session of whoever holds the lock of ``(export, part)``: a process judged
-    frozen, whose work another one takes over with the lock. Returns how many sessions were
-    ended (0: the lock was free, or the holder's session is not ours to end).
-
-    The frozen process, should it wake, finds its session gone; it opens another without the
-    lock, and its writes are fenced as a zombie's are.
-    """
-    rows = fetch_tuples(
-        conn,
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND classid = %s AND objid = %s AND objsubid = 2 AND pid <> pg_backend_pid()"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        (LOCK_CLASS, lock_key(export_id, part_number) & 0xFFFF_FFFF),
-    )
-    return sum(1 for (ended,) in rows if ended)
-
-
 def dead_holders(
     conn: psycopg.Connection[Any],
     started: list[tuple[uuid.UUID, int]],

@@ -27,9 +27,6 @@ JOB_PATHS = (PLAN, CHUNK, FINALIZE, CLEANUP, WEBHOOK)  # every function a job of
 CONTROL_RESULT_TTL_S = 3600  # a finished plan/finalize/cleanup job stays visible in rq-dashboard an hour
 CHUNK_RESULT_TTL_S = 600  # finished chunk jobs are many; ten minutes is enough to look at one
 FAILURE_TTL_S = 7 * 86400  # a failed job (and its traceback) is kept a week for the operator
-# A worker renews the heartbeat of the job it runs this often, however long the job's own work
-# takes; a job whose heartbeat stopped for several of these has a frozen or cut-off worker.
-JOB_HEARTBEAT_S = 5
 WEBHOOK_JOB_MARGIN_S = 30  # a delivery job's limit beyond the attempt's deadline (two state queries)
 CANCEL_FLAG_TTL_S = 7 * 86400  # longer than any export can run: a late chunk still sees its cancel
 

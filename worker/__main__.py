@@ -25,7 +25,6 @@ from rq.job import Job
 
 from shared.datasets import DatasetsError
 from shared.logs import configure_logging, log_context
-from shared.queue import JOB_HEARTBEAT_S
 from shared.settings import Settings, load_settings
 
 log = logging.getLogger("spillway.worker")
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         worker = SpillwayWorker(
             queues,
             connection=connection,
-            job_monitoring_interval=JOB_HEARTBEAT_S,
+            job_monitoring_interval=5,
             name=base_name if incarnation == 0 else f"{base_name}.{incarnation}",
         )
         try:

@@ -7,9 +7,7 @@ Run as its own process (``python -m worker.reconciler``, the Procfile's ``reconc
   (:mod:`worker.scheduling`), so a killed scheduler delays them by one interval, not ten minutes;
 - replaces the job of every chunk whose lease expired (its worker died or froze) or whose
   job is gone from Redis (Redis restarted empty, a job lost);
-- re-enqueues lost planners and finalizers, refills chunk windows, admits waiting exports; a
-  planner whose worker froze holding its lock (its job's heartbeat stopped) has its session
-  ended, which frees the lock, and is enqueued again;
+- re-enqueues lost planners and finalizers, refills chunk windows, admits waiting exports;
 - expires completed exports past their TTL (object deleted, status ``expired``);
 - aborts multipart uploads that no queued or running export owns, and deletes staged chunk
   objects of exports that ended (the janitor).
@@ -45,7 +43,7 @@ from shared import chunks_repo, datasets, exports_repo, metrics, webhooks
 from shared import queue as q
 from shared.db import connect_state, state_label
 from shared.lifecycle import admit, fill_window
-from shared.liveness import FINALIZER_PART, PLANNER_PART, dead_holders, end_holders, expire_dead_attempts
+from shared.liveness import FINALIZER_PART, PLANNER_PART, dead_holders, expire_dead_attempts
 from shared.logs import configure_logging, log_context
 from shared.models import Chunk, ChunkStatus, Export, ExportStatus
 from shared.settings import Settings, load_settings
@@ -66,7 +64,6 @@ LOST_JOB_GRACE_S = 1.0  # a job missing from Redis this long is lost (one on its
 MissingJobs = dict[tuple[uuid.UUID, int, "str | None"], float]  # (export, part, job id) -> first seen (monotonic)
 STRANDED = "stranded"  # not an RQ status: RQ says scheduled, but no scheduled registry holds the job
 EXPIRE_BATCH = 100  # completed exports expired per pass at most
-FROZEN_AFTER_BEATS = 4  # a started job whose heartbeat stopped this many beats (and a lease) is frozen
 LOCK_TTL_INTERVALS = 3  # the reconciler lock outlives this many intervals without renewal
 Conn = psycopg.Connection[Any]
 
@@ -91,22 +88,6 @@ def job_state(redis: Redis, job_id: str | None) -> str | None:
     status = job.get_status(refresh=False)
     state = str(status.value if hasattr(status, "value") else status) if status else None
     return STRANDED if state == "scheduled" and is_stranded(redis, job) else state
-
-
-def _heartbeat_stopped(redis: Redis, job_id: str, lease_s: float) -> bool:
-    """Whether RQ calls the job started and its worker has not renewed the job's heartbeat for
-    a lease, and for at least :data:`FROZEN_AFTER_BEATS` beats (a live worker renews it every
-    :data:`shared.queue.JOB_HEARTBEAT_S`, however long the job's own work takes): the worker
-    is frozen (stopped, a paused VM) or cut off from Redis."""
-    try:
-        job = Job.fetch(job_id, connection=redis)
-    except NoSuchJobError:
-        return False
-    beat = job.last_heartbeat or job.started_at
-    if job.get_status(refresh=False) != "started" or beat is None:
-        return False
-    silent = datetime.now(UTC) - beat.replace(tzinfo=beat.tzinfo or UTC)
-    return silent > timedelta(seconds=max(lease_s, FROZEN_AFTER_BEATS * q.JOB_HEARTBEAT_S))
 
 
 def _replace_job(redis: Redis, job_id: str) -> None:
@@ -311,11 +292,7 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: s
     With ``popped`` (the jobs the previous pass saw popped from the control queue and not
     started, carried from pass to pass), a planner or finalizer job seen so at two passes in a
     row is lost too (:class:`LostJobs`). A started planner or finalizer whose process died is
-    the quick step's (:func:`recover_dead_planners`, :func:`recover_dead_finalizers`). A
-    started planner whose worker froze with the lock (its job's heartbeat stopped), and a lost
-    one whose lock is still held, get the holder's session ended (:func:`end_holders`): the
-    planner enqueued again would skip while the lock is held. A frozen finalizer's fallback is
-    its lease.
+    the quick step's (:func:`recover_dead_planners`, :func:`recover_dead_finalizers`).
     """
     count = 0
     lost = LostJobs(redis, q.control_queue(redis, settings), popped)
@@ -324,24 +301,13 @@ def recover_control_jobs(conn: Conn, redis: Redis, settings: Settings, popped: s
         if not _needs_planner(export):
             continue
         job_id = q.plan_job_id(export.id)
-        frozen = _heartbeat_stopped(redis, job_id, settings.lease_s)
-        if not frozen and not lost(job_id):
-            continue
-        # A planner that finds the lock held skips: the holder's session is ended first, so
-        # the new planner takes the lock (a lost job's holder is a process RQ gave up on).
-        ended = end_holders(conn, export.id, PLANNER_PART)
-        if frozen and not ended:
-            continue  # no process holds its lock: it died, which is the quick step's
-        _replace_job(redis, job_id)
-        q.enqueue_plan(redis, settings, export.id)
-        cause = "planner_frozen" if frozen else "planner_lost"
-        metrics.count(redis, settings, "spillway_recoveries", cause=cause)
-        with log_context(export=export.id):
-            if frozen:
-                log.warning("planner frozen (its worker's heartbeat stopped); its session ended, enqueued again")
-            else:
-                log.warning("planner lost; enqueued again%s", " (its lock holder's session ended)" if ended else "")
-        count += 1
+        if lost(job_id):
+            _replace_job(redis, job_id)
+            q.enqueue_plan(redis, settings, export.id)
+            metrics.count(redis, settings, "spillway_recoveries", cause="planner_lost")
+            with log_context(export=export.id):
+                log.warning("planner lost; enqueued again")
+            count += 1
     for export_id, attempt, leased in exports_repo.finalizers(conn):
         if leased:
             continue  # a finalizer at work (a dead one is the quick step's)

@@ -176,37 +176,6 @@ def test_sigkill_of_the_finalizer_runs_it_again_within_seconds(scenario, api, ex
     scenario.assert_no_orphan_uploads()
 
 
-def test_a_frozen_planner_is_replaced_and_the_export_completes(scenario, reference, capsys):
-    """The whole worker stopped (SIGSTOP: a paused VM) while its planner holds its liveness lock,
-    its CreateMultipartUpload held by the proxy: RQ calls the job started for minutes and the
-    frozen session keeps the lock, so a planner enqueued again would skip. The job's heartbeat
-    stops: the reconciler ends the frozen session and enqueues a planner, which the other
-    worker runs. Woken, the frozen planner finds the export planned and changes nothing."""
-    scenario.proxy.hold_creates = 1
-    scenario.stack.start(2)
-    export_id = scenario.api.export(FULL)["id"]
-    wait_for(scenario.proxy.holding.is_set, timeout=120, interval=0.01, what="the planner's CreateMultipartUpload")
-    proc = wait_for(lambda: worker_running(scenario, plan_job_id(export_id)), timeout=30, what="the planner's worker")
-    stopped_at = time.time()
-    horses = signal_tree(proc.pid, signal.SIGSTOP)
-    scenario.proxy.released.set()  # its request reaches S3; the answer waits for the frozen horse
-    try:
-        done = scenario.api.wait(export_id, timeout=300)
-    finally:
-        signal_tree(proc.pid, signal.SIGCONT)
-        signal_groups(horses, signal.SIGCONT)
-    assert done["status"] == "completed"
-    assert digest(download(done["download"]["url"])) == digest(reference["full"])
-    with psycopg.connect(scenario.settings.state_database_url) as conn:
-        ((first_chunk,),) = conn.execute(
-            "SELECT min(started_at) FROM export_chunks WHERE export_id = %s", (export_id,)
-        ).fetchall()
-    with capsys.disabled():
-        print(f"\nfrozen planner: the first chunk started {first_chunk.timestamp() - stopped_at:.1f}s after the stop")
-    # The woken planner's upload (created before the stop) is nobody's: the janitor aborts it.
-    scenario.assert_no_orphan_uploads()
-
-
 def test_zombie_worker_is_fenced_out(scenario, reference, capsys):
     scenario.stack.start(3)
     export = scenario.api.export(FULL)

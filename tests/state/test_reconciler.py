@@ -13,7 +13,7 @@ from rq.rate_limit import RateLimitRegistry
 
 from shared import exports_repo
 from shared.lifecycle import end_export
-from shared.liveness import FINALIZER_PART, LOCK_CLASS, PLANNER_PART, lock_key
+from shared.liveness import FINALIZER_PART, LOCK_CLASS, lock_key
 from shared.models import ExportStatus
 from shared.queue import (
     cancel_key,
@@ -492,75 +492,3 @@ def test_a_frozen_finalizer_past_its_lease_is_taken_over_at_the_second_pass(stat
         assert _finalize_waiting(redis, quiet, export_id, 2)
         assert _job_exists(redis, finalize_job_id(export_id, 1))  # the frozen one's job is left to it
     assert exports_repo.claim_finalize(state_conn, export_id, 30, taken_over=True) == 2
-
-
-def _planner_job_taken(redis, quiet, export_id: uuid.UUID, status=JobStatus.STARTED, beat_s_ago: float = 0):
-    """The export's plan job popped by a worker, marked ``status``, its heartbeat that long ago."""
-    enqueue_plan(redis, quiet, export_id)
-    assert redis.lrem(control_queue(redis, quiet).key, 1, plan_job_id(export_id)) == 1  # a worker's BLPOP
-    job = Job.fetch(plan_job_id(export_id), connection=redis)
-    job.set_status(status)
-    job.heartbeat(datetime.now(UTC) - timedelta(seconds=beat_s_ago), 60)
-
-
-def _holding_the_planner_lock(db, export_id: uuid.UUID) -> psycopg.Connection:
-    holder = psycopg.connect(db, autocommit=True)
-    holder.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, lock_key(export_id, PLANNER_PART)))
-    return holder
-
-
-def _session_ended(conn: psycopg.Connection) -> bool:
-    try:
-        conn.execute("SELECT 1")
-    except psycopg.OperationalError:
-        return True
-    return False
-
-
-@pytest.mark.parametrize("planning", ["queued", "streaming"])
-def test_a_frozen_planner_holding_its_lock_is_replaced(state_conn, redis, quiet, owner, db, planning):
-    """Its worker stopped (SIGSTOP of the whole worker, a paused VM): RQ calls its job started for
-    minutes and its session keeps the lock, so a new planner would skip for as long as it stays
-    frozen. Its job's heartbeat stopped: its session is ended and a new planner enqueued."""
-    if planning == "queued":
-        export_id = make_export(state_conn, owner=owner, admitted=True)
-    else:
-        export_id = make_export(state_conn, owner=owner, status="running", object_key="k", upload_id="u")
-    _planner_job_taken(redis, quiet, export_id, beat_s_ago=3600)
-    holder = _holding_the_planner_lock(db, export_id)
-    with holder:
-        reconciler.recover_control_jobs(state_conn, redis, quiet, set())
-        assert wait_for(lambda: _session_ended(holder), what="the frozen planner's session ended")
-    assert control_queue(redis, quiet).get_job_position(plan_job_id(export_id)) is not None  # a new planner waits
-
-
-def test_a_planner_whose_heartbeat_goes_on_is_left_to_it(state_conn, redis, quiet, owner, db):
-    """A long plan (a big table's sums) with its worker alive: the heartbeat is the worker's, not the work's."""
-    export_id = make_export(state_conn, owner=owner, admitted=True)
-    _planner_job_taken(redis, quiet, export_id, beat_s_ago=2)
-    with _holding_the_planner_lock(db, export_id) as holder:
-        for _ in range(2):
-            reconciler.recover_control_jobs(state_conn, redis, quiet, set())
-        assert not _session_ended(holder)
-    assert control_queue(redis, quiet).get_job_position(plan_job_id(export_id)) is None  # still the worker's
-
-
-def test_a_frozen_planner_whose_lock_is_free_is_left_to_the_quick_step(state_conn, redis, quiet, owner):
-    """No process holds its lock: it died, and the dead-planner step enqueues it at its second check."""
-    export_id = make_export(state_conn, owner=owner, admitted=True)
-    _planner_job_taken(redis, quiet, export_id, beat_s_ago=3600)
-    reconciler.recover_control_jobs(state_conn, redis, quiet, set())
-    assert control_queue(redis, quiet).get_job_position(plan_job_id(export_id)) is None
-
-
-def test_a_lost_planner_whose_lock_is_still_held_gets_the_lock(state_conn, redis, quiet, owner, db):
-    """RQ gave a frozen planner's job up (or its job ended, skipped), yet its process keeps the
-    lock: a planner enqueued again would find the lock held and skip, pass after pass, for as
-    long as that process lives. The holder's session is ended with the new job."""
-    export_id = make_export(state_conn, owner=owner, admitted=True)
-    _planner_job_taken(redis, quiet, export_id, status=JobStatus.FINISHED)
-    holder = _holding_the_planner_lock(db, export_id)
-    with holder:
-        reconciler.recover_control_jobs(state_conn, redis, quiet, set())
-        assert wait_for(lambda: _session_ended(holder), what="the lock holder's session ended")
-    assert control_queue(redis, quiet).get_job_position(plan_job_id(export_id)) is not None

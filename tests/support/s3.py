@@ -64,7 +64,6 @@ class FaultProxy(http.server.ThreadingHTTPServer):
     ``fail_completes``: so many CompleteMultipartUpload requests get a 500 (and never reach S3).
     ``hold_completes``: so many CompleteMultipartUpload requests wait, read and not yet sent
     on, until ``released`` is set; ``holding`` is set when the first one waits.
-    ``hold_creates``: the same for CreateMultipartUpload (the planner's).
     """
 
     daemon_threads = True
@@ -76,7 +75,6 @@ class FaultProxy(http.server.ThreadingHTTPServer):
         self.lose_complete_answers = 0
         self.fail_completes = 0
         self.hold_completes = 0
-        self.hold_creates = 0
         self.holding, self.released = threading.Event(), threading.Event()
         self.upload_parts = 0
         self.injected = 0
@@ -110,7 +108,6 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
         is_part = self.command == "PUT" and "partNumber" in query and "uploadId" in query
         is_complete = self.command == "POST" and "uploadId" in query
-        is_create = self.command == "POST" and "uploads" in query
         with self.server.lock:
             fail_part = False
             if is_part:
@@ -123,9 +120,6 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             hold = is_complete and self.server.hold_completes > 0
             if hold:
                 self.server.hold_completes -= 1
-            if is_create and self.server.hold_creates > 0:
-                self.server.hold_creates -= 1
-                hold = True
             fail_complete = is_complete and self.server.fail_completes > 0
             if fail_complete:
                 self.server.fail_completes -= 1
