@@ -32,11 +32,6 @@ from worker.uploads import StoredObject, complete_upload
 
 log = logging.getLogger(__name__)
 
-# Finalize attempts (claims) before the export fails: each RQ retry of a raised finalize claims
-# one, and so does each job the reconciler enqueues after a finalizer died. A finalizer that
-# dies every time (killed for its memory, say) would otherwise be run again for ever.
-MAX_FINALIZE_ATTEMPTS = 10
-
 
 def finalize(settings: Settings, redis: Redis, export_id: uuid.UUID) -> str:
     """Complete the upload of a running export whose parts are all recorded.
@@ -86,11 +81,6 @@ def _finalize(
 
 def _complete(settings: Settings, redis: Redis, export_id: uuid.UUID, attempt: int, liveness: AttemptLiveness) -> str:
     """Finalize attempt ``attempt``, claimed: complete the object, then the export."""
-    if attempt > MAX_FINALIZE_ATTEMPTS:
-        raise ExportError(
-            f"finalizing was started {attempt - 1} times and never finished"
-            " (its worker died, or it failed, each time); see the workers' logs"
-        )
     state = liveness.session()
     export = exports_repo.get_export(state, export_id)
     if export is None:

@@ -14,8 +14,7 @@ from shared.liveness import FINALIZER_PART, LOCK_CLASS, lock_key
 from shared.logs import log_context
 from shared.models import ExportStatus
 from tests.support.factories import make_running_export
-from worker import finalizer, runtime, tasks
-from worker.failures import ExportError
+from worker import finalizer
 
 
 class S3Down(Exception):
@@ -97,39 +96,3 @@ def test_a_finalizer_takes_over_from_a_frozen_one_whose_lease_ran_out(settings, 
         with pytest.raises(S3Down):  # it claimed and got as far as S3
             finalize(settings, redis, finishing)
     assert _export(settings, finishing).finalize_attempt == 2
-
-
-def test_a_finalizer_that_never_finishes_fails_the_export_at_its_last_attempt(settings, redis, finishing, monkeypatch):
-    """Each death of a finalizer gets its export a new finalize job; one that dies every time
-    (killed for its memory, say) must end the export with a clear error, not run for ever."""
-    with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
-        conn.execute(
-            "UPDATE exports SET finalize_attempt = %s WHERE id = %s", (finalizer.MAX_FINALIZE_ATTEMPTS, finishing)
-        )
-    completions = []
-    monkeypatch.setattr(finalizer, "complete_upload", lambda *args, **kwargs: completions.append(args))
-    monkeypatch.setattr(runtime, "settings", lambda: settings)
-    monkeypatch.setattr(runtime, "redis", lambda: redis)
-    with pytest.raises(ExportError):
-        tasks.finalize_job(str(finishing))  # as its RQ job runs it
-    export = _export(settings, finishing)
-    assert export.status == ExportStatus.FAILED
-    assert export.error.startswith(
-        f"finalize: ExportError: finalizing was started {finalizer.MAX_FINALIZE_ATTEMPTS} times and never finished"
-    ), export.error
-    assert completions == []  # given up before S3 was asked again
-
-
-def test_the_last_allowed_finalize_attempt_still_completes(settings, redis, finishing, monkeypatch):
-    with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
-        conn.execute(
-            "UPDATE exports SET finalize_attempt = %s WHERE id = %s", (finalizer.MAX_FINALIZE_ATTEMPTS - 1, finishing)
-        )
-
-    def down(*args, **kwargs):
-        raise S3Down("CompleteMultipartUpload: 503")
-
-    monkeypatch.setattr(finalizer, "complete_upload", down)
-    with pytest.raises(S3Down):  # it claimed the last attempt and went on to S3
-        finalize(settings, redis, finishing)
-    assert _export(settings, finishing).finalize_attempt == finalizer.MAX_FINALIZE_ATTEMPTS
