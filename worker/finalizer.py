@@ -4,17 +4,22 @@ Invariant: an export becomes ``completed`` only after S3 holds the whole object 
 equals the sum of the recorded parts (a staged format's: of the pieces :mod:`worker.assembly`
 composes it from); it records the object's ETag and its CRC-32, combined
 from the recorded parts' CRCs in part order (no byte is read again). An object completed for
-an export that was cancelled meanwhile is deleted. The finalizer holds a lease and a
-finalize attempt number: a paused finalizer that wakes up after another completed the
-export is fenced out (its completion is rejected and it never deletes a completed object).
+an export that was cancelled meanwhile is deleted. The finalizer holds a lease (renewed
+from a thread while S3 completes or composes the object) and a finalize attempt number: a
+paused finalizer that wakes up after another completed the export is fenced out (its
+completion is rejected and it never deletes a completed object).
 Finishing an export admits the owner's next waiting one.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import psycopg
 from redis import Redis
 
 from shared import chunks_repo, exports_repo
@@ -91,7 +96,8 @@ def _complete(settings: Settings, redis: Redis, export_id: uuid.UUID, attempt: i
         raise ExportError(f"finalize found {len(parts)} of {export.parts_total} parts recorded")
     spec = ExportSpec.from_json(export.spec)
     try:
-        stored, crc32 = _store(settings, export, spec, parts, attempt, liveness)
+        with _renewing(settings, liveness, export_id, attempt):
+            stored, crc32 = _store(settings, export, spec, parts, attempt, liveness)
     except ComposeSuperseded:
         return "rejected: a newer finalize attempt owns this export"
     size, rows = stored.size, sum(p.rows or 0 for p in parts)
@@ -120,6 +126,39 @@ def _complete(settings: Settings, redis: Redis, export_id: uuid.UUID, attempt: i
         s3_client(settings).delete_object(Bucket=settings.s3_bucket, Key=export.object_key)
         return f"discarded: the export became {now.status} while completing"
     return "rejected: a newer finalize attempt owns this export"
+
+
+@contextmanager
+def _renewing(settings: Settings, liveness: AttemptLiveness, export_id: uuid.UUID, attempt: int) -> Iterator[None]:
+    """Renew this attempt's lease every third of it, from a thread, while the body waits on S3.
+
+    S3 may take minutes over a big CompleteMultipartUpload (or an UploadPartCopy), one request
+    that no step of ours can interrupt to renew. Unrenewed, the lease ran out mid-request: the
+    reconciler took the finalizer for frozen and ran another attempt beside it, every lease
+    and two passes. The thread uses the session it starts with (psycopg's connections are
+    thread-safe; the session is autocommit, and the body uses it only for single statements);
+    it stops when the session breaks, the export ends or a newer attempt took over, and the
+    lease then runs out as before. A request that hangs still ends: botocore's read timeout
+    (60 s, with its retries), then the job's own timeout, which kills the process.
+    """
+    stop = threading.Event()
+    conn = liveness.session()
+
+    def renew() -> None:
+        while not stop.wait(settings.lease_s / 3):
+            try:
+                if not exports_repo.renew_finalize(conn, export_id, attempt, settings.lease_s):
+                    return  # superseded, or the export ended: the completion is fenced
+            except psycopg.Error:
+                return  # the session broke: the lease is the fallback
+
+    thread = threading.Thread(target=renew, name=f"finalize-lease-{export_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _store(

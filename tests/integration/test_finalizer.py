@@ -14,7 +14,9 @@ from shared.liveness import FINALIZER_PART, LOCK_CLASS, lock_key
 from shared.logs import log_context
 from shared.models import ExportStatus
 from tests.support.factories import make_running_export
+from tests.support.waiting import wait_for
 from worker import finalizer
+from worker.uploads import StoredObject
 
 
 class S3Down(Exception):
@@ -96,3 +98,33 @@ def test_a_finalizer_takes_over_from_a_frozen_one_whose_lease_ran_out(settings, 
         with pytest.raises(S3Down):  # it claimed and got as far as S3
             finalize(settings, redis, finishing)
     assert _export(settings, finishing).finalize_attempt == 2
+
+
+def _lease_ends_at(conn, export_id):
+    return conn.execute("SELECT finalize_lease_expires_at FROM exports WHERE id = %s", (export_id,)).fetchone()[0]
+
+
+def test_the_lease_is_renewed_while_s3_completes(settings, redis, finishing, monkeypatch):
+    """S3 may take minutes over a big CompleteMultipartUpload, one request: the lease is renewed
+    meanwhile, so no other attempt takes the finalizer for frozen and runs beside it."""
+    quick = settings.replace(lease_s=1)
+    ends = []
+
+    def slow_completion(*args, **kwargs):
+        with psycopg.connect(settings.state_database_url, autocommit=True) as conn:
+
+            def renewed_twice() -> bool:
+                end = _lease_ends_at(conn, finishing)
+                if not ends or end > ends[-1]:
+                    ends.append(end)
+                return len(ends) >= 3  # the claim's lease, then two renewals
+
+            wait_for(renewed_twice, timeout=10, interval=0.02, what="the lease renewed twice during the completion")
+            assert exports_repo.claim_finalize(conn, finishing, 1, taken_over=True) is None  # no take-over
+        return StoredObject(size=0, etag='"done"')
+
+    monkeypatch.setattr(finalizer, "complete_upload", slow_completion)
+    said = finalize(quick, redis, finishing)
+    assert said.startswith("completed"), said
+    export = _export(settings, finishing)
+    assert (export.status, export.finalize_attempt) == (ExportStatus.COMPLETED, 1)
