@@ -57,7 +57,8 @@ migrate: venv
 bench: up          ## speed, memory, scaling and API figures (bench/results/*.json); ARGS=--quick
 	$(CLIENT) $(PY) -m bench.run $(ARGS)
 
-clean: down
+clean: down          ## stop the stack and delete its data (the cluster too, where .data/pg links outside)
+	@if [ -L .data/pg ]; then rm -rf "$$(readlink -f .data/pg)"; fi
 	rm -rf .data
 
 .env:               ## once, for docker compose: .env from .env.example with random passwords (0600)
