@@ -250,7 +250,7 @@ def test_sigterm_hands_back_within_the_grace_period(scenario, reference, capsys)
     horse = int(chunk["lease_owner"].rsplit(":", 1)[-1])  # the worker's other child is RQ's scheduler
     asked = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    os.kill(proc.pid, signal.SIGCONT)  # the worker alone: it passes the stop on to its horse
+    os.kill(proc.pid, signal.SIGCONT)  # the worker alone: it sends the hand-back request to its stopped horse
     wait_for(
         lambda: _pending(horse, signal.SIGUSR1),
         timeout=10,
